@@ -1,0 +1,130 @@
+"""PyTorch side of the dataset: per-modality standardisation (fitted on train only), a Dataset, and a
+collate function that pads sequences and returns masks and lengths.
+
+A batch is a dict::
+
+    {"x": {modality: B x T x D float}, "mask": {modality: B x T bool (True = real step)},
+     "lengths": {modality: B long}, "present": {modality: B bool},
+     "label": B long (-1 unknown), "score": B float (NaN unknown),
+     "ids", "language", "raw_text": lists}
+
+NaN rows in the stored features (e.g. frames without a face) become masked steps with zeros.
+A modality a sample does not have (``T = 0``) is one masked step and ``present = False``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..features.schema import MultimodalDataset
+
+
+@dataclass
+class Standardizer:
+    """Per-dimension z-scoring of each modality, statistics from the training split only.
+
+    NaN (masked) rows are ignored when fitting and stay NaN; constant dimensions keep scale 1.
+    """
+
+    modalities: Sequence[str] | None = None
+    mean: dict[str, np.ndarray] = field(default_factory=dict)
+    scale: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def fit(self, ds: MultimodalDataset, split: str = "train") -> "Standardizer":
+        part = ds.get_split(split)
+        if len(part) == 0:
+            raise ValueError(f"{ds.meta.name}: no '{split}' samples to fit the standardiser on")
+        for m in self.modalities or ds.modalities:
+            stacked = [a for a in part.features[m] if len(a)]
+            if not stacked:
+                continue
+            frames = np.concatenate(stacked, axis=0).astype(np.float64)
+            mean = np.nanmean(frames, axis=0) if np.isfinite(frames).any() else np.zeros(frames.shape[1])
+            std = np.nanstd(frames, axis=0)
+            mean, std = np.nan_to_num(mean), np.nan_to_num(std)
+            self.mean[m] = mean.astype(np.float32)
+            self.scale[m] = np.where(std > 1e-8, std, 1.0).astype(np.float32)
+        return self
+
+    def transform(self, ds: MultimodalDataset) -> MultimodalDataset:
+        out = ds.subset(np.arange(len(ds)))
+        out.features = dict(ds.features)
+        for m in self.mean:
+            if m in ds.features:
+                out.features[m] = [(a - self.mean[m]) / self.scale[m] for a in ds.features[m]]
+        return out
+
+    def fit_transform(self, ds: MultimodalDataset, split: str = "train") -> MultimodalDataset:
+        return self.fit(ds, split).transform(ds)
+
+
+class MultimodalTorchDataset(Dataset):
+    def __init__(self, ds: MultimodalDataset, modalities: Sequence[str] | None = None, max_len: int | dict | None = None):
+        self.ds = ds
+        self.modalities = list(modalities or ds.modalities)
+        missing = [m for m in self.modalities if m not in ds.features]
+        if missing:
+            raise KeyError(f"{ds.meta.name}: modality {missing} not in the dataset (has {ds.modalities})")
+        self.dims = {m: ds.meta.modalities[m].dim for m in self.modalities}
+        self.max_len = max_len
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def _limit(self, m: str) -> int | None:
+        return self.max_len.get(m) if isinstance(self.max_len, dict) else self.max_len
+
+    def __getitem__(self, i: int) -> dict:
+        ds = self.ds
+        feats = {}
+        for m in self.modalities:
+            a = ds.features[m][i]
+            limit = self._limit(m)
+            if limit is not None and len(a) > limit:  # evenly subsample rather than truncate the end
+                a = a[np.linspace(0, len(a) - 1, limit).round().astype(int)]
+            feats[m] = a
+        return {"features": feats, "label": int(ds.labels[i]), "score": float(ds.scores[i]), "id": str(ds.ids[i]),
+                "language": str(ds.language[i]), "raw_text": str(ds.raw_text[i]), "dims": self.dims}
+
+
+def collate(items: list[dict]) -> dict:
+    dims = items[0]["dims"]
+    batch = {"x": {}, "mask": {}, "lengths": {}, "present": {}}
+    for m, d in dims.items():
+        seqs = [it["features"][m] for it in items]
+        t_max = max(1, max(len(a) for a in seqs))
+        x = np.zeros((len(items), t_max, d), dtype=np.float32)
+        mask = np.zeros((len(items), t_max), dtype=bool)
+        for b, a in enumerate(seqs):
+            if len(a):
+                valid = ~np.isnan(a).any(axis=1)
+                x[b, : len(a)] = np.nan_to_num(a)
+                mask[b, : len(a)] = valid
+        batch["x"][m] = torch.from_numpy(x)
+        batch["mask"][m] = torch.from_numpy(mask)
+        batch["lengths"][m] = torch.tensor([len(a) for a in seqs], dtype=torch.long)
+        batch["present"][m] = torch.from_numpy(mask.any(axis=1))
+    batch["label"] = torch.tensor([it["label"] for it in items], dtype=torch.long)
+    batch["score"] = torch.tensor([it["score"] for it in items], dtype=torch.float32)
+    for key in ("id", "language", "raw_text"):
+        batch[key if key != "id" else "ids"] = [it[key] for it in items]
+    return batch
+
+
+def make_loader(ds: MultimodalDataset, modalities: Sequence[str] | None = None, batch_size: int = 32,
+                shuffle: bool = False, seed: int = 0, max_len: int | dict | None = None) -> DataLoader:
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(MultimodalTorchDataset(ds, modalities, max_len), batch_size=batch_size, shuffle=shuffle,
+                      collate_fn=collate, generator=generator)
+
+
+def batch_to(batch: dict, device: torch.device) -> dict:
+    out = dict(batch)
+    for key in ("x", "mask", "lengths", "present"):
+        out[key] = {m: t.to(device) for m, t in batch[key].items()}
+    out["label"], out["score"] = batch["label"].to(device), batch["score"].to(device)
+    return out

