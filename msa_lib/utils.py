@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 
 import numpy as np
 
@@ -41,3 +42,10 @@ def resolve_device(device: str | None = "auto") -> "torch.device":
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def normalize_transcript(text: str) -> str:
+    """Whitespace collapsed; an ALL-CAPS transcript (the CMU-MOSI release) lower-cased, because cased
+    sub-word vocabularies split capitals into many rare pieces."""
+    text = re.sub(r"\s+", " ", str(text or "")).strip()
+    return text.lower() if text.isupper() else text

@@ -25,6 +25,7 @@ def _same(a, b, atol=0.0):
 def test_native_round_trip_keeps_everything(tmp_path):
     ds = group_validation_split(make_dataset(), 0.25)
     ds.failures.append({"clip": "bad.mp4", "stage": "media", "error": "no video stream"})
+    ds.extra[0] = {"transcript_source": "asr", "language_probability": 0.97}
     path = write_features(ds, tmp_path / "f.pkl")
     back = read_features(path)
     _same(ds, back)
@@ -33,6 +34,7 @@ def test_native_round_trip_keeps_everything(tmp_path):
     assert back.meta.modalities["audio"].feature_names == ds.meta.modalities["audio"].feature_names
     assert np.isnan(back.features["vision"][0][1]).all()  # masked frames survive
     assert back.failures == ds.failures
+    assert back.extra[0] == {"transcript_source": "asr", "language_probability": 0.97} and back.extra[1] == {}
 
 
 def test_mmsa_round_trip_and_layout(tmp_path):

@@ -358,3 +358,17 @@ def test_per_language_on_shipped_clip_transcripts(per_language):
     out = per_language.encode([r["text"] for r in rows], [r["lang"] for r in rows])
     assert out.sequences.shape[0] == len(rows) and bool((out.lengths > 0).all())
     assert torch.isfinite(out.sequences).all()
+
+
+def test_unfrozen_encoder_is_fine_tuned_with_the_projection():
+    english = T.TextEncoder(T.TextEncoderConfig(model_id=T.DEFAULT_ENGLISH_ID, show_progress=False))
+    enc = T.PerLanguageTextEncoder(
+        T.PerLanguageTextConfig(encoders={"en": T.DEFAULT_ENGLISH_ID}, freeze_encoders=False),
+        text_encoders={"en": english},
+    )
+    enc.train()
+    out = enc.encode(["a fine film"], ["en"])
+    out.sequences.sum().backward()
+    word_emb = english.model.embeddings.word_embeddings.weight
+    assert word_emb.grad is not None and float(word_emb.grad.abs().sum()) > 0
+    assert any(k.startswith("encoder_models.") for k in enc.state_dict())

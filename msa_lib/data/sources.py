@@ -20,6 +20,7 @@ import pandas as pd
 
 from ..features.schema import DatasetMeta, FeatureFormatError, ModalitySpec, MultimodalDataset
 from ..paths import DATA_DIR, project_path
+from ..utils import normalize_transcript
 from .labels import BINARY_SCHEME, LabelScheme
 
 RAVDESS_EMOTIONS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
@@ -66,7 +67,7 @@ def load_mosi(root: str | os.PathLike = DATA_DIR / "mosi") -> MultimodalDataset:
         if not np.allclose(text_idx[:, 1:], mats["text"][:, :-1], atol=1e-4):
             raise FeatureFormatError(root / f"text_{split}.csv", "features", "the same text features as text_{split}0.csv", "different values")
         parts.append(pd.DataFrame({
-            "id": rows["clip_id"].to_numpy(), "text": rows["text"].str.lower().to_numpy(), "label": labels,
+            "id": rows["clip_id"].to_numpy(), "text": [normalize_transcript(t) for t in rows["text"]], "label": labels,
             "split": split, "video": rows["clip_id"].str.rsplit("_", n=1).str[0].to_numpy(),
             "text_cnn": list(mats["text"][:, :-1]), "audio": list(mats["audio"][:, :-1]), "vision": list(mats["video"][:, :-1]),
         }))

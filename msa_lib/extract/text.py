@@ -30,7 +30,7 @@ import struct
 import tempfile
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
@@ -45,7 +45,7 @@ from ..pretrained import (
     package_dir,
     sha256_file,
 )
-from ..utils import get_logger, resolve_device
+from ..utils import get_logger, normalize_transcript, resolve_device  # noqa: F401 (re-exported)
 
 log = get_logger("extract.text")
 

@@ -44,6 +44,7 @@ def write_features(ds: MultimodalDataset, path: str | os.PathLike) -> Path:
             "scores": ds.scores.astype(float),
             "labels": ds.labels.astype(int),
             "features": {m: [np.asarray(a, np.float32) for a in seqs] for m, seqs in ds.features.items()},
+            "extra": [dict(e) for e in ds.extra],
         },
         "failures": list(ds.failures),
     }
@@ -73,7 +74,7 @@ def read_features(path: str | os.PathLike) -> MultimodalDataset:
     return MultimodalDataset.build(
         meta, samples["id"], samples["features"], split=samples["split"], language=samples["language"],
         raw_text=samples["raw_text"], group=samples["group"], scores=samples["scores"], labels=samples["labels"],
-        failures=payload.get("failures", []), source=str(path),
+        failures=payload.get("failures", []), extra=samples.get("extra"), source=str(path),
     )
 
 

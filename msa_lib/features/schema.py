@@ -86,6 +86,11 @@ class MultimodalDataset:
     scores: np.ndarray
     labels: np.ndarray
     failures: list[dict] = field(default_factory=list)  # clips that could not be processed, and why
+    extra: np.ndarray | None = None  # per-sample dicts (transcript source, language probability, ...)
+
+    def __post_init__(self):
+        if self.extra is None:
+            self.extra = np.array([{} for _ in range(len(self.ids))], dtype=object)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -102,6 +107,7 @@ class MultimodalDataset:
         scores: Sequence[float] | None = None,
         labels: Sequence[int] | None = None,
         failures: list[dict] | None = None,
+        extra: Sequence[dict] | None = None,
         source: str = "<memory>",
     ) -> "MultimodalDataset":
         n = len(ids)
@@ -125,6 +131,7 @@ class MultimodalDataset:
             scores=column(scores, np.nan, float),
             labels=column(labels, -1, int),
             failures=list(failures or []),
+            extra=_dict_column(extra, n),
         )
         ds.validate(source)
         return ds
@@ -132,7 +139,7 @@ class MultimodalDataset:
     # ------------------------------------------------------------------ checks
     def validate(self, source: str = "<memory>") -> "MultimodalDataset":
         n = len(self.ids)
-        for name in ("split", "language", "raw_text", "group", "scores", "labels"):
+        for name in ("split", "language", "raw_text", "group", "scores", "labels", "extra"):
             if len(getattr(self, name)) != n:
                 raise FeatureFormatError(source, name, f"{n} entries (one per id)", f"{len(getattr(self, name))}")
         bad_split = set(self.split) - set(SPLITS)
@@ -180,6 +187,7 @@ class MultimodalDataset:
             scores=self.scores[idx],
             labels=self.labels[idx],
             failures=self.failures,
+            extra=self.extra[idx],
         )
 
     def get_split(self, name: str) -> "MultimodalDataset":
@@ -193,7 +201,8 @@ class MultimodalDataset:
         meta = DatasetMeta(self.meta.name, {m: self.meta.modalities[m] for m in keep}, self.meta.labels,
                            self.meta.source, dict(self.meta.extra))
         return MultimodalDataset(meta, self.ids, self.split, self.language, self.raw_text, self.group,
-                                 {m: self.features[m] for m in keep}, self.scores, self.labels, self.failures)
+                                 {m: self.features[m] for m in keep}, self.scores, self.labels, self.failures,
+                                 self.extra)
 
     def with_features(self, modality: str, sequences: Sequence[np.ndarray], spec: ModalitySpec) -> "MultimodalDataset":
         """A copy with one modality added or replaced (e.g. text features from a new encoder)."""
@@ -201,7 +210,7 @@ class MultimodalDataset:
                            self.meta.source, dict(self.meta.extra))
         feats = {**self.features, modality: [_as_2d(a, "<with_features>", modality, i) for i, a in enumerate(sequences)]}
         out = MultimodalDataset(meta, self.ids, self.split, self.language, self.raw_text, self.group, feats,
-                                self.scores, self.labels, self.failures)
+                                self.scores, self.labels, self.failures, self.extra)
         return out.validate("<with_features>")
 
     def lengths(self, modality: str) -> np.ndarray:
@@ -241,8 +250,16 @@ def concat(datasets: Sequence[MultimodalDataset], name: str | None = None) -> Mu
                        "; ".join(ds.meta.source for ds in datasets if ds.meta.source), {})
     cat = lambda attr: np.concatenate([getattr(ds, attr) for ds in datasets])  # noqa: E731
     out = MultimodalDataset(meta, cat("ids"), cat("split"), cat("language"), cat("raw_text"), cat("group"),
-                            features, cat("scores"), cat("labels"), [f for ds in datasets for f in ds.failures])
+                            features, cat("scores"), cat("labels"), [f for ds in datasets for f in ds.failures],
+                            cat("extra"))
     return out.validate("<concat>")
+
+
+def _dict_column(values, n: int) -> np.ndarray:
+    out = np.empty(n, dtype=object)
+    for i in range(n):
+        out[i] = dict(values[i]) if values is not None and values[i] is not None else {}
+    return out
 
 
 def _as_2d(a, source, modality, i) -> np.ndarray:

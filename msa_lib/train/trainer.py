@@ -1,0 +1,335 @@
+"""Training, prediction and evaluation.
+
+:func:`fit` trains with AdamW and cosine annealing over ``max_epochs``, clips the gradient norm
+(``clip_grad_norm_``, the pre-clip norm is recorded), evaluates on the validation loader every epoch,
+stops early after ``patience`` epochs without improvement of ``monitor``, keeps a *copy* of the best
+state dict (``copy.deepcopy``) and loads it back at the end. :func:`train_model` does the whole
+thing for a registered model on a :class:`~msa_lib.features.schema.MultimodalDataset` with train and
+valid splits (standardise features first: :class:`msa_lib.data.torch_data.Standardizer`).
+
+:func:`predict` gives one row per sample; :func:`evaluate` turns it into the metrics of
+:mod:`msa_lib.evaluate.metrics`:
+
+- binary labels: ``acc2``, ``f1_macro``, ``f1_weighted`` of the 2-class head's decision;
+- scores: the regression bundle (``acc2_has0``, ``acc2_non0``, ``acc3``, ``acc5``, ``mae``,
+  ``pearson_r``, ...) on the predicted score, plus ``acc2`` / ``f1_macro`` / ``f1_weighted`` as aliases of
+  the ``_has0`` values so every scheme shares those column names;
+- multiclass labels: ``acc``, ``f1_macro``, ``f1_weighted``.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from ..data.labels import LabelScheme
+from ..data.torch_data import MultimodalTorchDataset, batch_to, collate
+from ..evaluate.metrics import binary_metrics, classification_metrics, regression_metrics
+from ..models.heads import LossConfig, compute_loss
+from ..models.multimodal import ModelConfig, ModelOutput, MultimodalModel, build_model_for
+from ..utils import get_logger, resolve_device, set_seed
+
+log = get_logger("train")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot run as configured (missing split, unknown monitor, non-finite loss, ...)."""
+
+
+@dataclass
+class TrainConfig:
+    lr: float = 1e-4
+    batch_size: int = 32
+    dropout: float = 0.3  # used when the trainer builds the model (train_model)
+    weight_decay: float = 1e-2
+    max_epochs: int = 20
+    patience: int = 10
+    grad_clip: float | None = 1.0  # max gradient norm; None disables clipping
+    seed: int = 0
+    device: str = "auto"
+    monitor: str = "valid_loss"  # any history column, e.g. "valid_acc2", "valid_f1_macro", "valid_mae"
+    mode: str | None = None  # "min" or "max"; None: "min" for losses and errors, else "max"
+    min_delta: float = 0.0
+    num_workers: int = 0
+    eval_batch_size: int | None = None  # None: 2 x batch_size
+    max_len: int | dict | None = None  # per-modality sequence cap (even subsampling), see make_loader
+    progress: bool = True  # tqdm over epochs
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    def monitor_mode(self) -> str:
+        if self.mode is not None:
+            if self.mode not in ("min", "max"):
+                raise ValueError(f"mode must be 'min' or 'max', got {self.mode!r}")
+            return self.mode
+        return "min" if any(k in self.monitor for k in ("loss", "mae", "error")) else "max"
+
+
+@dataclass
+class TrainResult:
+    history: pd.DataFrame  # one row per epoch: losses, metrics, lr, gradient norms, seconds
+    best_epoch: int
+    best_score: float
+    best_state: dict  # a deep copy of the state dict at ``best_epoch``, already loaded into the model
+    monitor: str
+    seconds_per_epoch: float  # mean wall time of the training passes
+    stopped_early: bool
+    epochs_run: int
+    device: str
+
+    def best_row(self) -> dict:
+        return self.history.loc[self.history["epoch"] == self.best_epoch].iloc[0].to_dict()
+
+
+@dataclass
+class StepStats:
+    loss: float
+    grad_norm: float  # total norm before clipping
+    grad_norm_clipped: float  # total norm after clipping (what the optimiser used)
+    output: ModelOutput | None = None
+
+
+# ---------------------------------------------------------------------------------------------- loaders
+def make_loader(ds, modalities: Sequence[str] | None = None, batch_size: int = 32, shuffle: bool = False,
+                seed: int = 0, max_len=None, num_workers: int = 0) -> DataLoader:
+    """Like :func:`msa_lib.data.torch_data.make_loader`, with ``num_workers``."""
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(MultimodalTorchDataset(ds, modalities, max_len), batch_size=batch_size, shuffle=shuffle,
+                      collate_fn=collate, generator=generator, num_workers=num_workers)
+
+
+def _grad_norm(parameters) -> float:
+    norms = [p.grad.detach().norm(2) for p in parameters if p.grad is not None]
+    return float(torch.linalg.vector_norm(torch.stack(norms), 2)) if norms else 0.0
+
+
+def _scheme(model, label_scheme: LabelScheme | None) -> LabelScheme:
+    scheme = label_scheme or getattr(model, "label_scheme", None)
+    if scheme is None:
+        raise TrainingError("no label scheme: pass label_scheme= or build the model with build_model_for / label_scheme=")
+    return scheme
+
+
+def _device_of(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+# ---------------------------------------------------------------------------------------------- one step
+def training_step(model, batch: dict, optimizer: torch.optim.Optimizer, label_scheme: LabelScheme,
+                  config: TrainConfig | None = None) -> StepStats:
+    """Forward, loss, backward, gradient clipping (max-norm ``grad_clip``), optimiser step."""
+    config = config or TrainConfig()
+    model.train()
+    batch = batch_to(batch, _device_of(model))
+    optimizer.zero_grad(set_to_none=True)
+    output = model(batch)
+    loss = compute_loss(output, batch, label_scheme, config.loss)
+    if not torch.isfinite(loss.total):
+        raise TrainingError(f"non-finite training loss ({float(loss.total)}); parts: {loss.parts}")
+    loss.total.backward()
+    params = [p for p in model.parameters() if p.grad is not None]
+    if config.grad_clip is not None:
+        pre = float(torch.nn.utils.clip_grad_norm_(params, config.grad_clip))
+        post = _grad_norm(params)
+    else:
+        pre = post = _grad_norm(params)
+    optimizer.step()
+    return StepStats(float(loss.total.detach()), pre, post, output)
+
+
+# ---------------------------------------------------------------------------------------------- predictions
+def _softmax(t: torch.Tensor) -> np.ndarray:
+    return t.detach().float().softmax(-1).cpu().numpy()
+
+
+def output_rows(output: ModelOutput, batch: dict, label_scheme: LabelScheme) -> dict[str, np.ndarray]:
+    """Per-sample predictions of one batch as columns (see :func:`predict`)."""
+    rows = {"id": np.asarray(batch["ids"], dtype=object), "language": np.asarray(batch["language"], dtype=object),
+            "label": batch["label"].cpu().numpy(), "score": batch["score"].cpu().numpy()}
+    score = output.score.detach().float().cpu().numpy()
+    if label_scheme.kind == "multiclass":
+        prob = _softmax(output.logits["cls"])
+        rows["pred"] = prob.argmax(1)
+        for k, name in enumerate(label_scheme.class_names):
+            rows[f"prob_{name}"] = prob[:, k]
+    else:
+        prob2 = _softmax(output.logits["2"])
+        rows["prob_pos"] = prob2[:, 1]
+        rows["pred_head"] = prob2.argmax(1)
+        if label_scheme.kind == "regression":
+            rows["score_pred"] = score
+            rows["pred"] = (score >= 0).astype(int)  # Acc-2 from the score, as MMSA
+        else:  # binary labels: the score is the 2-class log-odds
+            logits = output.logits["2"].detach().float().cpu().numpy()
+            rows["score_pred"] = logits[:, 1] - logits[:, 0]
+            rows["pred"] = rows["pred_head"]
+        for name in ("3", "5"):
+            if name in output.logits:
+                rows[f"pred_{name}"] = output.logits[name].detach().argmax(1).cpu().numpy()
+    key = "cls" if label_scheme.kind == "multiclass" else "2"
+    for m, out in output.per_modality.items():  # late fusion: each modality's own decision
+        pred = out.logits[key].detach().argmax(1).cpu().numpy().astype(float)
+        if out.valid is not None:
+            pred[~out.valid.cpu().numpy()] = np.nan
+        rows[f"pred_{m}"] = pred
+    if output.gates is not None:  # AdaMML: fraction of windows each modality was used in
+        usage = output.gates.detach().float().mean(1).cpu().numpy()
+        for i, m in enumerate(output.modalities):
+            rows[f"gate_{m}"] = usage[:, i]
+    return rows
+
+
+def _frame(parts: list[dict]) -> pd.DataFrame:
+    if not parts:
+        return pd.DataFrame()
+    return pd.DataFrame({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
+
+
+@torch.no_grad()
+def _run(model, loader, label_scheme: LabelScheme, loss_config: LossConfig | None = None,
+         return_attention: bool = False) -> tuple[pd.DataFrame, float]:
+    model.eval()
+    device = _device_of(model)
+    parts, loss_sum, loss_n = [], 0.0, 0
+    for batch in loader:
+        batch = batch_to(batch, device)
+        output = model(batch, return_attention=return_attention)
+        if loss_config is not None:
+            lp = compute_loss(output, batch, label_scheme, loss_config)
+            loss_sum += float(lp.total) * max(lp.n_targets, 1)
+            loss_n += max(lp.n_targets, 1)
+        parts.append(output_rows(output, batch, label_scheme))
+    return _frame(parts), (loss_sum / loss_n if loss_n else float("nan"))
+
+
+def predict(model, loader, label_scheme: LabelScheme | None = None) -> pd.DataFrame:
+    """One row per sample: ``id, language, label, score`` (targets; -1 / NaN unknown), ``score_pred``,
+    ``prob_pos``, ``pred`` (2-class decision: sign of the score for score schemes, the 2-class head
+    for binary labels), ``pred_head``, ``pred_3``/``pred_5`` (head argmax), ``prob_<class>`` for
+    multiclass; ``pred_<modality>`` for late fusion; ``gate_<modality>`` for AdaMML."""
+    frame, _ = _run(model, loader, _scheme(model, label_scheme))
+    return frame
+
+
+def metrics_from_predictions(frame: pd.DataFrame, label_scheme: LabelScheme) -> dict[str, float]:
+    """Metrics of a :func:`predict` frame on the samples whose target is known."""
+    if label_scheme.kind == "regression":
+        known = frame[~frame["score"].isna()] if len(frame) else frame
+        if not len(known):
+            return {"n": 0}
+        out = regression_metrics(known["score"], known["score_pred"], label_scheme.scale)
+        out.update(acc2=out["acc2_has0"], f1_macro=out["f1_macro_has0"], f1_weighted=out["f1_weighted_has0"])
+    else:
+        known = frame[frame["label"] >= 0] if len(frame) else frame
+        if not len(known):
+            return {"n": 0}
+        if label_scheme.kind == "binary":
+            out = binary_metrics(known["label"], known["pred"])
+        else:
+            out = classification_metrics(known["label"], known["pred"], label_scheme.num_classes)
+    out["n"] = int(len(known))
+    return out
+
+
+def evaluate(model, loader, label_scheme: LabelScheme | None = None, with_loss: bool = False,
+             loss_config: LossConfig | None = None) -> dict[str, float]:
+    scheme = _scheme(model, label_scheme)
+    frame, loss = _run(model, loader, scheme, (loss_config or LossConfig()) if with_loss else None)
+    out = metrics_from_predictions(frame, scheme)
+    if with_loss:
+        out["loss"] = loss
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- fit
+def fit(model, train_loader, valid_loader=None, config: TrainConfig | None = None,
+        label_scheme: LabelScheme | None = None,
+        callbacks: Iterable[Callable[[int, torch.nn.Module, dict], None]] = ()) -> TrainResult:
+    """Train ``model``; ``callbacks(epoch, model, history_row)`` run after every epoch."""
+    config = config or TrainConfig()
+    scheme = _scheme(model, label_scheme)
+    set_seed(config.seed)
+    device = resolve_device(config.device)
+    model.to(device)
+    if valid_loader is None and config.monitor.startswith("valid"):
+        raise TrainingError(f"monitor {config.monitor!r} needs a validation loader")
+    mode = config.monitor_mode()
+    better = (lambda a, b: a < b - config.min_delta) if mode == "min" else (lambda a, b: a > b + config.min_delta)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, config.max_epochs))
+    history, best_state, best_score, best_epoch, stale, stopped = [], None, math.nan, -1, 0, False
+    bar = tqdm(range(config.max_epochs), desc=getattr(model, "name", "train"), disable=not config.progress, leave=False)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        losses, norms, parts = [], [], []
+        for batch in train_loader:
+            stats = training_step(model, batch, optimizer, scheme, config)
+            losses.append(stats.loss)
+            norms.append(stats.grad_norm)
+            parts.append(output_rows(stats.output, batch, scheme))
+        if not losses:
+            raise TrainingError("the training loader is empty")
+        scheduler.step()
+        if hasattr(model, "on_epoch_end"):
+            model.on_epoch_end()
+        t_train = time.perf_counter() - t0
+        # train metrics come from the training passes themselves (dropout on): cheap, slightly pessimistic
+        row = {"epoch": epoch, "lr": lr, "train_loss": float(np.mean(losses)),
+               **{f"train_{k}": v for k, v in metrics_from_predictions(_frame(parts), scheme).items() if k != "n"},
+               "grad_norm_mean": float(np.mean(norms)), "grad_norm_max": float(np.max(norms))}
+        t1 = time.perf_counter()
+        if valid_loader is not None:
+            frame, vloss = _run(model, valid_loader, scheme, config.loss)
+            row["valid_loss"] = vloss
+            row.update({f"valid_{k}": v for k, v in metrics_from_predictions(frame, scheme).items() if k != "n"})
+        row["seconds_train"], row["seconds_valid"] = t_train, time.perf_counter() - t1
+        history.append(row)
+        if config.monitor not in row:
+            raise TrainingError(f"monitor {config.monitor!r} is not recorded; available: {sorted(row)}")
+        score = float(row[config.monitor])
+        if best_state is None or (math.isfinite(score) and (not math.isfinite(best_score) or better(score, best_score))):
+            best_state, best_score, best_epoch, stale = copy.deepcopy(model.state_dict()), score, epoch, 0
+        else:
+            stale += 1
+        bar.set_postfix(loss=f"{row['train_loss']:.3f}", **{config.monitor: f"{score:.4f}"})
+        for callback in callbacks:
+            callback(epoch, model, row)
+        if stale >= config.patience:
+            stopped = True
+            break
+    model.load_state_dict(best_state)
+    frame = pd.DataFrame(history)
+    return TrainResult(frame, best_epoch, best_score, best_state, config.monitor,
+                       float(frame["seconds_train"].mean()), stopped, len(history), str(device))
+
+
+def train_model(name: str, ds, model_config: ModelConfig | None = None, train_config: TrainConfig | None = None,
+                modalities: Sequence[str] | None = None) -> tuple[MultimodalModel, TrainResult]:
+    """Build a registered model for ``ds`` (seeded) and fit it on its train split, validating on
+    its valid split (make one with :func:`msa_lib.data.splits.group_validation_split`)."""
+    config = train_config or TrainConfig()
+    for split in ("train", "valid"):
+        if not (ds.split == split).any():
+            raise TrainingError(f"{ds.meta.name}: no '{split}' samples"
+                                + (" (make a validation split with group_validation_split)" if split == "valid" else ""))
+    model_config = copy.deepcopy(model_config) if model_config is not None else ModelConfig(dropout=config.dropout)
+    set_seed(config.seed)
+    model = build_model_for(name, ds, model_config, modalities)
+    mods = model.modalities
+    train_loader = make_loader(ds.get_split("train"), mods, config.batch_size, shuffle=True, seed=config.seed,
+                               max_len=config.max_len, num_workers=config.num_workers)
+    valid_loader = make_loader(ds.get_split("valid"), mods, config.eval_batch_size or 2 * config.batch_size,
+                               max_len=config.max_len, num_workers=config.num_workers)
+    result = fit(model, train_loader, valid_loader, config, ds.meta.labels)
+    if hasattr(model, "utilization") and model.utilization() is not None:
+        model.fusion.reset_utilization()  # validation passes should not count towards test utilisation
+    return model, result
