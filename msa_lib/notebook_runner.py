@@ -33,7 +33,8 @@ SMOKE_PARAMETERS: dict[str, dict] = {
     "04_nce": {"seeds": [0], "max_epochs": 1, "zh_eval_max": 200, "settings": ["source_only", "nce_both"]},
     "05_fewshot": {"seeds": [0], "max_epochs": 1, "k_percents": [0, 5], "zh_eval_max": 200},
     "06_interpretability": {"max_epochs": 2, "n_explain": 8, "ig_steps": 8},
-    "07_decision_fusion": {"seeds": [0], "max_epochs": 2, "whisper_max_clips": 48},
+    "07_decision_fusion": {"seeds": [0], "max_clips": 48, "max_epochs": 5, "whisper_window_seconds": 5.0,
+                           "whisper_poolings": ["mean"], "noise_levels": [1.0], "flatten_levels": [0.8]},
 }
 SMOKE_REPORTS_DIR = ".cache/smoke_reports"
 

@@ -23,6 +23,8 @@ Behaviour worth knowing:
   ``ASRResult.language_probability`` is ``None`` (``language_detected`` is ``False``).
 * ``ASRResult.language`` is the *spoken* language, also for ``task="translate"`` (whose text is
   English).
+* faster-whisper: the language is detected from the same encoder pass that decoding starts with
+  (faster-whisper 1.2 would run the encoder on the first 30-s window twice: ~1 s per clip on 2 cores).
 * Chinese transcripts are normalised to simplified characters (OpenCC ``t2s``): Whisper base often
   writes traditional characters for Mandarin.
 * Silence is a result, not an error: ``has_speech=False``, empty text, ``language=None`` unless it
@@ -332,10 +334,52 @@ def load_openai_whisper(name_or_path: str | os.PathLike = "base", device: str = 
         return _model_cache[key]
 
 
+_encoder_reusing_class = None
+
+
+def _encoder_reusing_model_class():
+    """``WhisperModel`` whose ``encode`` remembers its last (window -> encoder output) per thread.
+
+    faster-whisper 1.2's ``transcribe`` runs the encoder on the first 30-s window twice when it detects
+    the language (once in ``detect_language``, once in ``generate_segments``): ~1 s of a base model on
+    2 CPU cores, more than the decoding of a short clip. :meth:`Transcriber._run_faster_whisper`
+    detects the language from the exact window ``generate_segments`` encodes first, so the second
+    call is answered from this one-entry memo. It is keyed by the window's content (an exact array
+    comparison) and cleared after each transcription, so nothing is carried over from one clip to
+    another; if a faster-whisper version built its window differently, the memo simply misses and
+    the encoder runs again.
+    """
+    global _encoder_reusing_class
+    if _encoder_reusing_class is None:
+        from faster_whisper import WhisperModel
+
+        class EncoderReusingWhisperModel(WhisperModel):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                self._last_encoded = threading.local()
+                self.encoder_passes = 0  # how many times the encoder really ran (for tests/benchmarks)
+
+            def encode(self, features: np.ndarray):
+                batch = features if features.ndim == 3 else features[None]
+                last = getattr(self._last_encoded, "item", None)
+                if last is not None and last[0].shape == batch.shape and np.array_equal(last[0], batch):
+                    return last[1]
+                output = super().encode(features)
+                self.encoder_passes += 1
+                self._last_encoded.item = (np.array(batch, copy=True), output)
+                return output
+
+            def forget_encoded(self) -> None:
+                self._last_encoded.item = None
+
+        _encoder_reusing_class = EncoderReusingWhisperModel
+    return _encoder_reusing_class
+
+
 def load_faster_whisper(name: str | os.PathLike = "base", device: str = "auto", compute_type: str = "int8",
                         cpu_threads: int = 0) -> "faster_whisper.WhisperModel":
     """A faster-whisper model, loaded once per (folder, device, precision, threads) and shared."""
-    from faster_whisper import WhisperModel
+    WhisperModel = _encoder_reusing_model_class()
 
     folder = resolve_faster_whisper_model(name)
     dev = resolve_device(device).type
@@ -549,8 +593,7 @@ class Transcriber:
             return self._detect_openai_whisper(samples)
         if not self.model.model.is_multilingual:
             return "en", None, []
-        lang, prob, all_probs = self.model.detect_language(audio=samples)
-        return lang, float(prob), _top(all_probs)
+        return self._detect_faster_whisper(samples)
 
     # -- backends ---------------------------------------------------------------------------
     def _detect_openai_whisper(self, samples: np.ndarray) -> tuple[str, float | None, list[tuple[str, float]]]:
@@ -572,21 +615,46 @@ class Transcriber:
 
         return bool(get_speech_timestamps(samples))
 
+    def _detect_faster_whisper(self, samples: np.ndarray) -> tuple[str, float, list[tuple[str, float]]]:
+        """Language of the first 30-s window, from the very window (and encoder pass) that decoding
+        starts with: ``transcribe`` then reuses that encoder output (see ``_encoder_reusing_model_class``).
+        faster-whisper's own detection encodes a window that differs by one mel frame, hence twice."""
+        from faster_whisper.audio import pad_or_trim
+
+        model = self.model
+        features = model.feature_extractor(samples)
+        n_frames = min(model.feature_extractor.nb_max_frames, features.shape[-1] - 1)  # as generate_segments
+        encoder_output = model.encode(pad_or_trim(features[:, :n_frames]))
+        probs = [(token[2:-2], float(p)) for token, p in model.model.detect_language(encoder_output)[0]]
+        return probs[0][0], probs[0][1], _top(probs)
+
     def _run_faster_whisper(self, samples, task, forced):
         c = self.config
-        segments_iter, info = self.model.transcribe(
-            samples, language=forced, task=task, beam_size=c.beam_size, best_of=c.best_of,
-            vad_filter=c.vad_filter, condition_on_previous_text=c.condition_on_previous_text,
-            no_speech_threshold=c.no_speech_threshold, log_prob_threshold=c.log_prob_threshold,
-            initial_prompt=c.initial_prompt,
-        )
-        segs = list(segments_iter)  # a lazy generator: decoding happens here
+        model = self.model
+        lang, prob, top = forced, None, []
+        # With vad_filter, transcribe detects on the speech-only audio: leave detection to it then.
+        own_detection = forced is None and not c.vad_filter
+        if own_detection:
+            if model.model.is_multilingual:
+                lang, prob, top = self._detect_faster_whisper(samples)
+            else:
+                lang = "en"
+        try:
+            segments_iter, info = model.transcribe(
+                samples, language=lang, task=task, beam_size=c.beam_size, best_of=c.best_of,
+                vad_filter=c.vad_filter, condition_on_previous_text=c.condition_on_previous_text,
+                no_speech_threshold=c.no_speech_threshold, log_prob_threshold=c.log_prob_threshold,
+                initial_prompt=c.initial_prompt,
+            )
+            segs = list(segments_iter)  # a lazy generator: decoding happens here
+        finally:
+            if hasattr(model, "forget_encoded"):
+                model.forget_encoded()  # the memo serves this call only: a repeat costs a repeat
         text = "".join(s.text for s in segs)
         segments = [(float(s.start), float(s.end), s.text.strip()) for s in segs]
-        if forced is not None:
-            return text, segments, forced, None, []
-        top = _top(info.all_language_probs or [])
-        return text, segments, info.language, float(info.language_probability), top
+        if forced is None and not own_detection:
+            lang, prob, top = info.language, float(info.language_probability), _top(info.all_language_probs or [])
+        return text, segments, lang, prob, top
 
     def _run_openai_whisper(self, samples, task, forced):
         import whisper

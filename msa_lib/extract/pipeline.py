@@ -18,8 +18,11 @@ import hashlib
 import json
 import os
 import pickle
+import threading
 import time
+from concurrent.futures import Future, wait
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -40,7 +43,7 @@ from .visual import VisualFeatureConfig, visual_feature_names
 
 log = get_logger("extract")
 
-PIPELINE_VERSION = 1  # bump when the per-clip output changes: invalidates cached clips
+PIPELINE_VERSION = 2  # bump when the per-clip output changes: invalidates cached clips
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".flv", ".mpg", ".mpeg"}
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac"}
 MODALITIES = ("text", "audio", "vision")
@@ -63,6 +66,9 @@ class ExtractConfig:
     whisper_encoder: WhisperEncoderConfig = field(default_factory=WhisperEncoderConfig)
     visual: VisualFeatureConfig = field(default_factory=lambda: VisualFeatureConfig(allow_no_face=False))
     workers: int = 1
+    # Decode the sampled video frames (an ffmpeg process) in the background while the audio path
+    # (ASR, text, prosody) runs: on 2 cores it hides most of the frame decoding (benchmarks/bench_extract.py).
+    overlap_decode: bool = True
     executor: str = "local"  # local | dask | ray
     scheduler_address: str | None = None  # dask/ray: an existing cluster
     use_cache: bool = True
@@ -81,7 +87,8 @@ class ExtractConfig:
     def settings_for_cache(self) -> dict:
         """Everything that changes a clip's output (not workers, executor or cache location)."""
         d = asdict(self)
-        for key in ("workers", "executor", "scheduler_address", "use_cache", "cache_folder", "split"):
+        for key in ("workers", "executor", "scheduler_address", "use_cache", "cache_folder", "split",
+                    "overlap_decode"):
             d.pop(key)
         for sub in ("text", "asr", "whisper_encoder", "visual"):
             for key in ("device", "show_progress", "batch_size", "num_threads"):
@@ -223,7 +230,8 @@ def _restrict_language(asr, samples, result, supported: Sequence[str]):
 def extract_clip(job: tuple[ClipInput, ExtractConfig, str | None]) -> dict:
     """Extract one clip. Never raises for bad media: returns a record with ``status`` ok or failed."""
     clip, cfg, key = job
-    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    timings: dict[str, float] = {}  # wall seconds per stage on this clip's critical path
     record: dict = {"clip_id": clip.clip_id, "path": clip.path, "label": clip.label, "split": clip.split,
                     "status": "ok", "features": {}, "missing": {}, "timings": timings}
 
@@ -234,6 +242,7 @@ def extract_clip(job: tuple[ClipInput, ExtractConfig, str | None]) -> dict:
         finally:
             timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
 
+    frames_job: Future | None = None
     try:
         need_audio = "audio" in cfg.modalities or ("text" in cfg.modalities and not clip.transcript)
         info = timed("decode", probe, clip.path, cfg.media.timeout_s)
@@ -241,16 +250,19 @@ def extract_clip(job: tuple[ClipInput, ExtractConfig, str | None]) -> dict:
         if not info.duration or info.duration <= 0:
             raise MediaError(f"{clip.path}: zero-length media", clip=clip.path, stage="media")
         samples = frames = timestamps = None
+        if "vision" in cfg.modalities and info.has_video:
+            decode_frames = partial(extract_frames, clip.path, fps=cfg.media.fps, max_side=cfg.media.max_side,
+                                    max_frames=cfg.media.max_frames, timeout_s=cfg.media.timeout_s, info=info)
+            if cfg.overlap_decode:
+                frames_job = _background(decode_frames)
+            else:
+                frames, timestamps = timed("decode", decode_frames)
         if need_audio:
             if info.has_audio:
                 samples = timed("decode", extract_audio, clip.path, sr=cfg.media.sample_rate,
                                 timeout_s=cfg.media.timeout_s, info=info)
             else:
                 record["missing"]["audio"] = "no audio track"
-        if "vision" in cfg.modalities and info.has_video:
-            frames, timestamps = timed("decode", extract_frames, clip.path, fps=cfg.media.fps,
-                                       max_side=cfg.media.max_side, max_frames=cfg.media.max_frames,
-                                       timeout_s=cfg.media.timeout_s, info=info)
         silent = samples is not None and is_silent(samples, cfg.media.sample_rate)
         if silent:
             record["missing"]["audio"] = "silent audio track"
@@ -283,10 +295,10 @@ def extract_clip(job: tuple[ClipInput, ExtractConfig, str | None]) -> dict:
         # --- text features
         if "text" in cfg.modalities and record["transcript"]:
             enc = _model("text", cfg.text)
-            seqs = timed("text", enc.encode_tokens, [record["transcript"]])
+            seqs, pooled = timed("text", enc.encode_with_pooled, [record["transcript"]])  # one forward pass
             record["features"]["text"] = seqs.embeddings[0]
             record["tokens"] = seqs.tokens[0]
-            record["features"]["text_pooled"] = timed("text", enc.encode_pooled, [record["transcript"]])[0][None]
+            record["features"]["text_pooled"] = pooled[0][None]
 
         # --- audio features
         if "audio" in cfg.modalities and samples is not None and not silent:
@@ -304,6 +316,9 @@ def extract_clip(job: tuple[ClipInput, ExtractConfig, str | None]) -> dict:
                 record["features"]["audio_egemaps"] = timed("audio_egemaps", extract_egemaps, samples, sr)[0][None]
 
         # --- face features
+        if frames_job is not None:
+            frames, timestamps = timed("decode", frames_job.result)  # only the wait counts as decode time
+            frames_job = None
         if "vision" in cfg.modalities:
             if frames is None or not len(frames):
                 record["missing"]["vision"] = "no video stream" if not info.has_video else "no frames decoded"
@@ -329,9 +344,27 @@ def extract_clip(job: tuple[ClipInput, ExtractConfig, str | None]) -> dict:
         log.exception("unexpected error on %s", clip.path)
         record.update(status="failed", stage="internal", error=f"{type(exc).__name__}: {exc}")
         return record
+    finally:
+        if frames_job is not None:  # the clip failed before its frames were used: let ffmpeg finish
+            wait([frames_job])
+        record["wall_s"] = time.perf_counter() - started
     if key and cfg.use_cache:
         atomic_pickle(record, cfg.cache_path() / f"{key}.pkl")
     return record
+
+
+def _background(fn) -> Future:
+    """Run ``fn()`` in a daemon thread (for an ffmpeg subprocess, which needs no GIL)."""
+    future: Future = Future()
+
+    def run():
+        try:
+            future.set_result(fn())
+        except BaseException as exc:  # re-raised by future.result() in the clip's own thread
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="msa-decode-frames", daemon=True).start()
+    return future
 
 
 def _guess_language(text: str) -> str:
@@ -393,7 +426,7 @@ def assemble(cfg: ExtractConfig, records: list[dict], name: str = "clips") -> Mu
     scores = [np.nan if r.get("label") is None else r["label"] for r in ok]
     labels = [-1 if np.isnan(s) else int(scores_to_classes([s], 2, scheme.scale)[0]) for s in scores]
     extra_keys = ("transcript_source", "language_probability", "language_source", "segments", "tokens",
-                  "duration", "face_ratio", "n_frames", "timings", "missing", "path", "cached")
+                  "duration", "face_ratio", "n_frames", "timings", "wall_s", "missing", "path", "cached")
     meta = DatasetMeta(name, specs, scheme, source="msa_lib.extract",
                        extra={"extract_config": cfg.settings_for_cache()})
     return MultimodalDataset.build(

@@ -605,6 +605,8 @@ class TextEncoderConfig:
     pooling: str = "mean"  # "mean" (masked mean) | "cls"
     normalize: bool = True  # L2-normalise pooled vectors
     content_tokens_only: bool = True
+    hidden_layer: int | None = None  # None: last layer; k: output of layer k (0 = embeddings), e.g. as the
+    # input of a model that fine-tunes only the layers above k (see models.encoders.PretrainedTopEncoder)
     batch_size: int = 32
     device: str = "auto"
     show_progress: bool = True
@@ -684,6 +686,7 @@ class TextEncoder:
             "pooling": self.config.pooling,
             "normalize": self.config.normalize,
             "content_tokens_only": self.config.content_tokens_only,
+            "hidden_layer": self.config.hidden_layer,
         }
 
     # ---- core
@@ -717,7 +720,10 @@ class TextEncoder:
     def _hidden(self, texts: list[str]):
         batch, attention, content = self._tokenize(texts)
         inputs = {k: v.to(self.device) for k, v in batch.items()}
-        hidden = self.model(**inputs).last_hidden_state
+        if self.config.hidden_layer is None:
+            hidden = self.model(**inputs).last_hidden_state
+        else:
+            hidden = self.model(**inputs, output_hidden_states=True).hidden_states[self.config.hidden_layer]
         return hidden, batch["input_ids"], attention.to(hidden.device), content.to(hidden.device)
 
     def token_tensors(self, texts: Sequence[str], grad: bool = False) -> tuple[list[torch.Tensor], list[list[str]]]:
@@ -768,6 +774,37 @@ class TextEncoder:
         result = torch.empty_like(stacked)
         result[torch.as_tensor(rows, device=stacked.device)] = stacked  # back to input order
         return result
+
+    def encode_with_pooled(self, texts: Sequence[str]) -> tuple[TokenSequences, np.ndarray]:
+        """Token sequences at ``hidden_layer`` (see :meth:`encode_tokens`) and last-layer pooled vectors
+        (see :meth:`encode_pooled`) from one forward pass per batch."""
+        texts = _as_text_list(texts)
+        seqs: list = [None] * len(texts)
+        toks: list = [None] * len(texts)
+        pooled = np.zeros((len(texts), self.dim), np.float32)
+        layer = self.config.hidden_layer
+        with torch.no_grad():
+            for idx in self._batches(len(texts), texts, "text"):
+                batch, attention, content = self._tokenize([texts[i] for i in idx])
+                out = self.model(**{k: v.to(self.device) for k, v in batch.items()}, output_hidden_states=True)
+                hidden = out.hidden_states[layer] if layer is not None else out.last_hidden_state
+                last = out.last_hidden_state
+                att = attention.to(last.device)
+                if self.config.pooling == "cls":
+                    vec = last[:, 0]
+                else:
+                    w = att.unsqueeze(-1).to(last.dtype)
+                    vec = (last * w).sum(1) / w.sum(1).clamp_min(1.0)
+                if self.config.normalize:
+                    vec = torch.nn.functional.normalize(vec, dim=-1)
+                keep = (content if self.config.content_tokens_only else attention).clone()
+                keep[~keep.any(dim=1), 0] = True
+                for row, i in enumerate(idx):
+                    m = keep[row]
+                    seqs[i] = hidden[row][m.to(hidden.device)].float().cpu().numpy()
+                    toks[i] = self.tokenizer.convert_ids_to_tokens(batch["input_ids"][row][m].tolist())
+                    pooled[i] = vec[row].float().cpu().numpy()
+        return TokenSequences(seqs, toks), pooled
 
     def encode_pooled(self, texts: Sequence[str]) -> np.ndarray:
         """(N x D) float32 masked-mean (or CLS) pooled vectors, L2-normalised when ``normalize``."""

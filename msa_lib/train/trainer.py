@@ -249,6 +249,22 @@ def evaluate(model, loader, label_scheme: LabelScheme | None = None, with_loss: 
 
 
 # ---------------------------------------------------------------------------------------------- fit
+def param_groups(model: torch.nn.Module, lr: float) -> list[dict]:
+    """Trainable parameters grouped by learning rate: a sub-module with an ``lr_scale`` attribute
+    (e.g. pretrained layers being fine-tuned) trains at ``lr * lr_scale``, everything else at ``lr``."""
+    scaled, seen = [], set()
+    for module in model.modules():
+        scale = getattr(module, "lr_scale", None)
+        if scale is None or module is model:
+            continue
+        params = [p for p in module.parameters() if p.requires_grad and id(p) not in seen]
+        seen.update(id(p) for p in params)
+        if params:
+            scaled.append({"params": params, "lr": lr * float(scale)})
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in seen]
+    return ([{"params": rest, "lr": lr}] if rest else []) + scaled
+
+
 def fit(model, train_loader, valid_loader=None, config: TrainConfig | None = None,
         label_scheme: LabelScheme | None = None,
         callbacks: Iterable[Callable[[int, torch.nn.Module, dict], None]] = ()) -> TrainResult:
@@ -262,8 +278,7 @@ def fit(model, train_loader, valid_loader=None, config: TrainConfig | None = Non
         raise TrainingError(f"monitor {config.monitor!r} needs a validation loader")
     mode = config.monitor_mode()
     better = (lambda a, b: a < b - config.min_delta) if mode == "min" else (lambda a, b: a > b + config.min_delta)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
-                                  weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(param_groups(model, config.lr), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, config.max_epochs))
     history, best_state, best_score, best_epoch, stale, stopped = [], None, math.nan, -1, 0, False
     bar = tqdm(range(config.max_epochs), desc=getattr(model, "name", "train"), disable=not config.progress, leave=False)

@@ -1,0 +1,342 @@
+"""RAVDESS emotion branches for decision-level fusion: data assembly, features, classifiers.
+
+* :func:`load_ravdess_branches` — the 1440 speech recordings joined 1:1 to the clip-level OpenFace
+  action units of ``au_mfcc.pkl`` (visual branch) by the clip fields
+  emotion-intensity-statement-repetition-actor (the AU keys start with modality 01 = audio-visual,
+  the speech files with 03 = audio-only; the remaining five fields name the same performance).
+* :func:`stratified_clip_subset` — a small subset that still covers every actor and every emotion
+  (smoke runs).
+* :func:`extract_audio_features` — the project's own audio features: frame-level prosody from the
+  extraction pipeline (summarised to utterance functionals) and Whisper-encoder states of every
+  layer (:mod:`.whisper_layers`), with the extraction time of every clip.
+* :func:`seed_splits` — actor-independent splits: test = actors 21-24, validation actors taken out
+  of train by :func:`~msa_lib.data.splits.group_validation_split` (the seed picks them).
+* :func:`fit_branch` — a scikit-learn classifier whose hyper-parameter is chosen on the validation
+  actors, refitted on the train actors; class probabilities for every row.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..data.sources import RAVDESS_EMOTIONS, RAVDESS_TEST_ACTORS, load_ravdess_au_mfcc, ravdess_recordings
+from ..data.splits import assert_disjoint_groups, group_validation_split
+from ..features.schema import MultimodalDataset
+from ..utils import get_logger
+
+log = get_logger("decision.emotion")
+
+N_CLASSES = len(RAVDESS_EMOTIONS)
+KEY_FIELDS = ("emotion", "intensity", "statement", "repetition", "actor")
+PROSODY_FUNCTIONALS = ("mean", "std", "p10", "p50", "p90", "min", "max", "slope")
+
+
+class RavdessJoinError(ValueError):
+    """The recordings and the AU table do not match one to one."""
+
+
+def clip_key(stem: str) -> str:
+    """``03-01-05-02-01-01-12`` -> ``05-02-01-01-12`` (emotion-intensity-statement-repetition-actor)."""
+    fields = str(stem).split("-")
+    if len(fields) != 7:
+        raise RavdessJoinError(f"{stem}: not a RAVDESS clip name (expected 7 dash-separated fields)")
+    return "-".join(fields[2:])
+
+
+@dataclass
+class RavdessBranches:
+    """Recordings (one row per speech file) aligned with the AU dataset (same row order)."""
+
+    table: pd.DataFrame  # path, stem, key, emotion, actor, split, ...
+    au: MultimodalDataset  # vision = 35 AUs, group = actor, split = train/test, row i = table row i
+    join_report: dict
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.table["emotion"].to_numpy(int)
+
+    @property
+    def actors(self) -> np.ndarray:
+        return self.table["actor"].to_numpy(int)
+
+    @property
+    def au_matrix(self) -> np.ndarray:
+        return np.stack([v[0] for v in self.au.features["vision"]]).astype(np.float64)
+
+    def subset(self, rows: np.ndarray) -> "RavdessBranches":
+        rows = np.asarray(rows, int)
+        return RavdessBranches(self.table.iloc[rows].reset_index(drop=True), self.au.subset(rows),
+                               {**self.join_report, "n_used": len(rows)})
+
+
+def join_recordings_to_aus(recordings: pd.DataFrame, au: MultimodalDataset) -> tuple[np.ndarray, dict]:
+    """Index into ``au`` for every recording, checking that the join is one to one.
+
+    Raises :class:`RavdessJoinError` when a key is duplicated on either side, a recording has no AU row
+    (or vice versa), or the emotion in the two names disagrees."""
+    rec_keys = [clip_key(s) for s in recordings["stem"]]
+    au_keys = [clip_key(i) for i in au.ids]
+    for side, keys in (("recordings", rec_keys), ("au_mfcc.pkl", au_keys)):
+        dup = pd.Series(keys)[pd.Series(keys).duplicated()]
+        if len(dup):
+            raise RavdessJoinError(f"{side}: clip key {dup.iloc[0]} appears more than once")
+    position = {k: i for i, k in enumerate(au_keys)}
+    missing = [k for k in rec_keys if k not in position]
+    if missing:
+        raise RavdessJoinError(f"{len(missing)} recordings have no AU row (first: {missing[0]})")
+    index = np.array([position[k] for k in rec_keys])
+    if not np.array_equal(au.labels[index], recordings["emotion"].to_numpy(int)):
+        raise RavdessJoinError("emotion labels of recordings and AU rows disagree after the join")
+    report = {
+        "n_recordings": len(rec_keys), "n_au_rows": len(au_keys), "n_matched": len(index),
+        "one_to_one": len(set(rec_keys)) == len(rec_keys) and len(set(index)) == len(index) and len(au_keys) == len(rec_keys),
+        "au_modality_codes": sorted({i.split("-")[0] for i in au.ids}),
+        "recording_modality_codes": sorted({s.split("-")[0] for s in recordings["stem"]}),
+    }
+    return index, report
+
+
+def load_ravdess_branches() -> RavdessBranches:
+    """All 1440 recordings with their AU rows; the join is verified 1:1 (see ``join_report``)."""
+    recordings = ravdess_recordings().sort_values("stem").reset_index(drop=True)
+    au = load_ravdess_au_mfcc()
+    index, report = join_recordings_to_aus(recordings, au)
+    table = recordings.assign(key=[clip_key(s) for s in recordings["stem"]], au_id=au.ids[index])
+    return RavdessBranches(table, au.subset(index), report)
+
+
+def stratified_clip_subset(table: pd.DataFrame, n_per_actor: int = 2, seed: int = 0) -> np.ndarray:
+    """Row indices of a small subset: ``n_per_actor`` clips of every actor, the emotions rotating over
+    actors so that every emotion appears in every block of ``8 / n_per_actor`` consecutive actors
+    (train, validation and test all see every emotion when the subset is used for a smoke run)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    actors = sorted(table["actor"].unique())
+    for a_pos, actor in enumerate(actors):
+        for j in range(n_per_actor):
+            emotion = (a_pos * n_per_actor + j) % N_CLASSES
+            cand = np.flatnonzero((table["actor"].to_numpy() == actor) & (table["emotion"].to_numpy() == emotion))
+            if len(cand):
+                rows.append(int(rng.choice(cand)))
+    return np.array(sorted(rows))
+
+
+# ------------------------------------------------------------------------------------ audio features
+@dataclass
+class AudioFeatures:
+    prosody: np.ndarray  # N x (43 * len(functionals)) utterance functionals
+    prosody_names: list[str]
+    whisper_layers: list[np.ndarray]  # per clip (n_layers + 1) x T x 512 frames (10 Hz)
+    timings: pd.DataFrame  # per clip: decode_s, prosody_s, whisper_s, duration_s, cached
+
+
+def extract_prosody_features(paths: Sequence[str], functionals: tuple[str, ...] = PROSODY_FUNCTIONALS,
+                             progress: bool = True, workers: int = 1) -> tuple[np.ndarray, list[str], pd.DataFrame]:
+    """Utterance functionals of the pipeline's frame-level prosody (``audio_features=("prosody",)``),
+    cached per clip by the pipeline. Returns ``(N x D, names, timings)``."""
+    from ..extract.audio import feature_names, summarize
+    from ..extract.pipeline import ExtractConfig, extract
+
+    paths = [str(p) for p in paths]
+    cfg = ExtractConfig(modalities=("audio",), audio_features=("prosody",), workers=workers)
+    ds = extract(paths, cfg, progress=progress, name="ravdess_speech")
+    by_path = {e["path"]: (seq, e) for seq, e in zip(ds.features.get("audio", []), ds.extra)}
+    # A few RAVDESS recordings are so quiet (peak around -45 dBFS) that the pipeline's silence gate skips
+    # them as "silent audio track"; they hold speech, so run the same prosody extractor on them directly.
+    reasons = {f["clip"]: f["error"] for f in ds.failures}
+    rows = []
+    for p in paths:
+        if p in by_path:
+            seq, e = by_path[p]
+            rows.append((seq, e.get("duration", np.nan), e.get("timings", {}).get("decode", np.nan),
+                         e.get("timings", {}).get("audio", np.nan), "pipeline", bool(e.get("cached", False))))
+        elif "silent audio track" in reasons.get(p, ""):
+            rows.append(_direct_prosody(p, cfg))
+        else:
+            raise RuntimeError(f"{p}: prosody extraction failed ({reasons.get(p, 'no result')})")
+    names = feature_names(cfg.audio)
+    prosody, prosody_names = [], None
+    for seq, *_ in rows:
+        vec, prosody_names = summarize(seq, names, functionals=functionals)
+        prosody.append(vec)
+    timings = pd.DataFrame({
+        "path": paths,
+        "duration_s": [r[1] for r in rows],
+        "decode_s": [r[2] for r in rows],
+        "prosody_s": [r[3] for r in rows],
+        "prosody_source": [r[4] for r in rows],
+        "prosody_cached": [r[5] for r in rows],
+    })
+    return np.stack(prosody).astype(np.float64), prosody_names, timings
+
+
+def extract_audio_features(paths: Sequence[str], whisper_window_seconds: float = 30.0,
+                           functionals: tuple[str, ...] = PROSODY_FUNCTIONALS, progress: bool = True,
+                           workers: int = 1) -> AudioFeatures:
+    """Prosody functionals (:func:`extract_prosody_features`) and all-layer Whisper-encoder frames
+    (:func:`~msa_lib.decision.whisper_layers.extract_layerwise`); both cached per clip, so a rerun only
+    reads the caches and still reports the original extraction times."""
+    from .whisper_layers import LayerwiseWhisperConfig, extract_layerwise
+
+    paths = [str(p) for p in paths]
+    X, names, timings = extract_prosody_features(paths, functionals, progress, workers)
+    frames, whisper_s = extract_layerwise(paths, LayerwiseWhisperConfig(window_seconds=whisper_window_seconds),
+                                          progress=progress)
+    timings["whisper_s"] = whisper_s  # includes its own ffmpeg decode
+    return AudioFeatures(X, names, frames, timings)
+
+
+def _direct_prosody(path: str, cfg) -> tuple:
+    from ..extract.audio import extract_prosody
+    from ..extract.media import extract_audio
+
+    t0 = time.perf_counter()
+    y = extract_audio(path, sr=cfg.media.sample_rate)
+    t1 = time.perf_counter()
+    seq, _ = extract_prosody(y, cfg.media.sample_rate, cfg.audio)
+    return seq, len(y) / cfg.media.sample_rate, t1 - t0, time.perf_counter() - t1, "direct (pipeline: silent)", False
+
+
+def timing_summary(timings: pd.DataFrame) -> pd.DataFrame:
+    """Total and per-clip seconds of each extraction stage (as measured when the clips were extracted)."""
+    rows = []
+    for stage, cols in (("decode (ffmpeg) + prosody", ["decode_s", "prosody_s"]),
+                        ("Whisper encoder, all layers (incl. its decode)", ["whisper_s"])):
+        per_clip = timings[cols].sum(axis=1)
+        rows.append({"stage": stage, "clips": len(per_clip), "total_s": per_clip.sum(),
+                     "per_clip_ms": 1000 * per_clip.mean(), "audio_s": timings["duration_s"].sum()})
+    total = timings[["decode_s", "prosody_s", "whisper_s"]].sum(axis=1)
+    rows.append({"stage": "all audio features", "clips": len(total), "total_s": total.sum(),
+                 "per_clip_ms": 1000 * total.mean(), "audio_s": timings["duration_s"].sum()})
+    out = pd.DataFrame(rows)
+    out["real_time_factor"] = out["total_s"] / out["audio_s"]
+    return out
+
+
+def whisper_matrix(layer_frames: Sequence[np.ndarray], layer: int, pooling: str) -> np.ndarray:
+    from .whisper_layers import layer_matrix
+
+    return layer_matrix(layer_frames, layer, pooling).astype(np.float64)
+
+
+# ------------------------------------------------------------------------------------------ splits
+def seed_splits(au: MultimodalDataset, seed: int, valid_fraction: float = 0.2) -> np.ndarray:
+    """Per-row split (train / valid / test) for one seed: test = actors 21-24 as shipped, validation =
+    whole actors taken out of train (stratified by emotion; the seed chooses which). Checked disjoint."""
+    ds = group_validation_split(au, valid_fraction=valid_fraction, seed=seed, replace_existing=True)
+    assert_disjoint_groups(ds)
+    test_actors = {int(g.split("_")[1]) for g in ds.group[ds.split == "test"]}
+    if not test_actors <= set(RAVDESS_TEST_ACTORS):
+        raise AssertionError(f"test split holds actors {sorted(test_actors)}, expected only {RAVDESS_TEST_ACTORS}")
+    return ds.split.astype(str)
+
+
+def split_actors(split: np.ndarray, actors: np.ndarray) -> dict[str, list[int]]:
+    return {s: sorted({int(a) for a in actors[split == s]}) for s in ("train", "valid", "test")}
+
+
+# ------------------------------------------------------------------------------------- classifiers
+CLASSIFIERS = ("logreg", "svm", "mlp")
+
+
+def make_classifier(kind: str, C: float, seed: int = 0, min_class_count: int = 5):
+    """Standardise, then ``logreg`` (multinomial), ``svm`` (RBF; probabilities by sigmoid calibration on
+    internal folds, as ``SVC(probability=True)`` did before scikit-learn deprecated it) or ``mlp`` (one
+    hidden layer of 256, ``C`` = inverse L2 strength). ``min_class_count`` bounds the SVM's folds."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    if kind == "logreg":
+        clf = LogisticRegression(C=C, max_iter=3000, random_state=seed)
+    elif kind == "svm":
+        folds = StratifiedKFold(n_splits=int(np.clip(min_class_count, 2, 5)), shuffle=True, random_state=seed)
+        clf = CalibratedClassifierCV(SVC(C=C, kernel="rbf", gamma="scale"), method="sigmoid", cv=folds,
+                                     ensemble=False)
+    elif kind == "mlp":
+        clf = MLPClassifier(hidden_layer_sizes=(256,), alpha=1.0 / C, max_iter=500, random_state=seed)
+    else:
+        raise ValueError(f"classifier kind must be one of {CLASSIFIERS}, got {kind!r}")
+    return make_pipeline(StandardScaler(), clf)
+
+
+def full_proba(model, X: np.ndarray, n_classes: int = N_CLASSES) -> np.ndarray:
+    """``N x n_classes`` probabilities even when a class was absent from the training rows."""
+    p = model.predict_proba(X)
+    out = np.zeros((len(X), n_classes))
+    out[:, model.classes_] = p
+    return out
+
+
+DEFAULT_C_GRIDS = {"logreg": (0.001, 0.01, 0.1, 1.0), "svm": (1.0, 3.0, 10.0), "mlp": (0.1, 1.0, 10.0)}
+
+
+@dataclass
+class BranchConfig:
+    """Candidate classifiers of a branch: every ``kind`` with every ``C`` of its grid; the validation
+    actors pick one (ties -> the earlier kind, then the smaller ``C``)."""
+
+    kinds: tuple[str, ...] = ("logreg",)
+    C_grids: dict[str, tuple[float, ...]] = field(default_factory=lambda: dict(DEFAULT_C_GRIDS))
+
+    def candidates(self) -> list[tuple[str, float]]:
+        kinds = (self.kinds,) if isinstance(self.kinds, str) else self.kinds
+        bad = [k for k in kinds if k not in CLASSIFIERS]
+        if bad:
+            raise ValueError(f"classifier kinds must be among {CLASSIFIERS}, got {bad}")
+        return [(k, C) for k in kinds for C in self.C_grids.get(k, DEFAULT_C_GRIDS[k])]
+
+
+@dataclass
+class BranchResult:
+    name: str
+    model: object
+    kind: str
+    C: float
+    valid_scores: dict[tuple[str, float], float]  # validation accuracy per candidate
+    proba: np.ndarray  # N x K probabilities for every row (train rows are in-sample)
+    seconds: float = 0.0
+
+    def accuracy(self, y: np.ndarray, rows: np.ndarray) -> float:
+        return float(np.mean(self.proba[rows].argmax(axis=1) == y[rows]))
+
+    @property
+    def best_valid(self) -> float:
+        return max(self.valid_scores.values())
+
+
+def fit_branch(name: str, X: np.ndarray, y: np.ndarray, split: np.ndarray, config: BranchConfig,
+               seed: int = 0) -> BranchResult:
+    """Pick the classifier and ``C`` by validation accuracy (train rows -> valid rows), refit on the
+    train rows with it, return probabilities for all rows. Test rows are only ever predicted."""
+    start = time.perf_counter()
+    tr, va = split == "train", split == "valid"
+    if not tr.any() or not va.any():
+        raise ValueError(f"{name}: a branch needs train and valid rows, got {int(tr.sum())} and {int(va.sum())}")
+    counts = np.bincount(y[tr])
+    min_count = int(counts[counts > 0].min())
+    scores = {}
+    candidates = config.candidates()
+    for kind, C in candidates:
+        m = make_classifier(kind, C, seed, min_count).fit(X[tr], y[tr])
+        scores[(kind, C)] = float(np.mean(full_proba(m, X[va]).argmax(axis=1) == y[va]))
+    kind, C = max(candidates, key=lambda kc: (scores[kc], -candidates.index(kc)))
+    model = make_classifier(kind, C, seed, min_count).fit(X[tr], y[tr])
+    return BranchResult(name, model, kind, C, scores, full_proba(model, X), time.perf_counter() - start)
+
+
+def feature_noise(X: np.ndarray, sigma: float, reference: np.ndarray, seed: int) -> np.ndarray:
+    """``X`` plus Gaussian noise of ``sigma`` times each column's standard deviation on ``reference``
+    (the train rows): a degraded sensor, in units the classifier's scaler sees as ``sigma``."""
+    if sigma <= 0:
+        return X
+    std = reference.std(axis=0)
+    return X + np.random.default_rng(seed).normal(size=X.shape) * sigma * std
