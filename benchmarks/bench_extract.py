@@ -17,7 +17,11 @@ frames decoded in the background); ``naive`` = openai-whisper fp32, every frame,
 (the straightforward pipeline). Ablations isolate each speed-up: faster-whisper as shipped (its
 ``transcribe`` encodes the first 30-s window twice), sequential decoding, and the frame rate.
 The target (issue 3): default <= 0.5 wall s per video s on 2 CPU cores and >= 2x faster than naive.
-The machine's load average is recorded with every setting: other processes slow every number down.
+
+The settings run interleaved (clip by clip, in a rotating order, ``--repeat`` rounds, fastest run per
+clip) so that a change in the machine's load hits them alike. The load average is recorded with every
+run, and CPU seconds (this process's threads + its ffmpeg children) next to wall seconds: other
+processes slow wall time down far more than they change CPU time.
 """
 from __future__ import annotations
 
@@ -39,7 +43,8 @@ if str(PROJECT_ROOT) not in sys.path:
 from msa_lib.extract.asr import ASRConfig, Transcriber, _top  # noqa: E402
 from msa_lib.extract.executors import threads_per_worker  # noqa: E402
 from msa_lib.extract.media import MediaConfig, extract_audio, extract_frames, probe  # noqa: E402
-from msa_lib.extract.pipeline import ExtractConfig, _model, extract_clip, init_worker, resolve_inputs  # noqa: E402
+from msa_lib.extract.pipeline import (  # noqa: E402
+    ExtractConfig, _model, extract_clip, init_worker, load_models, resolve_inputs)
 from msa_lib.paths import BENCHMARKS_DIR, DATA_DIR, project_path  # noqa: E402
 
 STAGES = ("decode", "asr", "text", "audio", "vision")
@@ -59,22 +64,24 @@ def settings_grid(quick: bool) -> list[dict]:
     for backend in ("faster-whisper", "openai-whisper"):
         for fps in (2.0, 5.0, 10.0, None):
             name = f"{backend} fps={'all' if fps is None else f'{fps:g}'}"
-            if (backend, fps) in (("faster-whisper", 5.0),):
+            if (backend, fps) == ("faster-whisper", 5.0):
                 continue  # that is the default
             grid.append(dict(name=name, backend=backend, fps=fps, overlap=True, stock_asr=False))
     grid += [
         dict(name="default, faster-whisper as shipped (2 encoder passes)", backend="faster-whisper", fps=5.0,
              overlap=True, stock_asr=True),
         dict(name="default, sequential decode", backend="faster-whisper", fps=5.0, overlap=False, stock_asr=False),
-        dict(name="naive, background decode", backend="openai-whisper", fps=None, overlap=True, stock_asr=False),
-    ]
+        dict(name="default, 1 ASR thread", backend="faster-whisper", fps=5.0, overlap=True, stock_asr=False,
+             asr_threads=1),
+    ]  # ("openai-whisper fps=all" is the naive setting with background decoding)
     return grid
 
 
 def make_config(setting: dict) -> ExtractConfig:
     base = ExtractConfig()
-    return replace(base, use_cache=False, overlap_decode=setting["overlap"],
-                   media=replace(base.media, fps=setting["fps"]), asr=replace(base.asr, backend=setting["backend"]))
+    asr = replace(base.asr, backend=setting["backend"], num_threads=setting.get("asr_threads", base.asr.num_threads))
+    return replace(base, use_cache=False, overlap_decode=setting["overlap"], media=replace(base.media, fps=setting["fps"]),
+                   asr=asr)
 
 
 @contextmanager
@@ -105,23 +112,13 @@ def faster_whisper_as_shipped():
 
 
 # ----------------------------------------------------------------------------------------- measuring
-def load_models(configs: list[ExtractConfig]) -> dict[str, float]:
+def load_all_models(configs: list[ExtractConfig]) -> dict[str, float]:
     """Load every model the settings need, once, and time each load (one-off costs)."""
     loads: dict[str, float] = {}
     for cfg in configs:
-        asr_cfg = replace(cfg.asr, language="auto")  # the key extract_clip uses for detection
-        if asr_cfg.backend not in loads:
-            t0 = time.perf_counter()
-            _ = _model("asr", asr_cfg).model
-            loads[asr_cfg.backend] = time.perf_counter() - t0
-    cfg = configs[0]
-    t0 = time.perf_counter()
-    _model("text", cfg.text)
-    loads["text encoder (multilingual-e5-small)"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    _model("visual", cfg.visual)._load()
-    loads["face models (mediapipe + expression)"] = time.perf_counter() - t0
-    return {k: round(v, 3) for k, v in loads.items()}
+        for name, seconds in load_models(cfg).items():
+            loads[name] = max(loads.get(name, 0.0), seconds)  # 0 when an earlier setting loaded it
+    return loads
 
 
 def load_average() -> list[float] | None:
@@ -146,42 +143,70 @@ def timed_clip(clip, cfg) -> dict:
     return record
 
 
-def run_setting(setting: dict, clips, durations: dict[str, float], repeat: int) -> dict:
-    cfg = make_config(setting)
-    patch = faster_whisper_as_shipped() if setting["stock_asr"] else nullcontext()
-    whisper_model = _model("asr", replace(cfg.asr, language="auto")).model
-    load_before = load_average()
-    per_clip = []
-    with patch:
-        t0 = time.perf_counter()
-        warm = extract_clip((min(clips, key=lambda c: durations[c.clip_id]), cfg, None))  # first-call allocations
-        first_call = time.perf_counter() - t0
-        passes_before = getattr(whisper_model, "encoder_passes", None)
+def run_interleaved(grid: list[dict], clips, durations: dict[str, float], repeat: int) -> list[dict]:
+    """Every setting on every clip, ``repeat`` rounds, interleaved (clip by clip, the settings in a
+    rotating order) so that a change in the machine's load hits all settings alike; per clip the
+    fastest of the ``repeat`` runs counts."""
+    configs = {s["name"]: make_config(s) for s in grid}
+    whisper_models = {s["name"]: _model("asr", replace(configs[s["name"]].asr, language="auto")).model for s in grid}
+    patch = {s["name"]: faster_whisper_as_shipped if s["stock_asr"] else nullcontext for s in grid}
+    runs: dict[str, dict[str, list[dict]]] = {s["name"]: {c.clip_id: [] for c in clips} for s in grid}
+    first_call = {}
+    shortest = min(clips, key=lambda c: durations[c.clip_id])
+    for s in grid:  # warm-up: first-call allocations of each backend / frame size
+        with patch[s["name"]]():
+            t0 = time.perf_counter()
+            extract_clip((shortest, configs[s["name"]], None))
+            first_call[s["name"]] = round(time.perf_counter() - t0, 3)
+    step = 0
+    for round_ in range(repeat):
         for clip in clips:
-            runs = [timed_clip(clip, cfg) for _ in range(repeat)]
-            best = min(runs, key=lambda r: r.get("wall_s", float("inf")))  # best of N: robust to bursts
-            if best["status"] != "ok":
-                raise RuntimeError(f"{clip.path}: extraction failed in setting {setting['name']}: {best['error']}")
-            per_clip.append({
-                "clip_id": clip.clip_id, "duration_s": round(best["duration"], 3),
-                "stages_s": {k: round(v, 4) for k, v in best["timings"].items()},
-                "wall_s": round(best["wall_s"], 4), "cpu_s": round(best["cpu_s"], 4),
-                "language": best.get("language"), "language_probability": best.get("language_probability"),
-                "transcript": best.get("transcript"), "frames": best.get("n_frames"),
-                "face_ratio": best.get("face_ratio"),
-            })
-    passes = None if passes_before is None else (whisper_model.encoder_passes - passes_before) / (len(clips) * repeat)
+            order = grid[step % len(grid):] + grid[: step % len(grid)]
+            step += 1
+            for s in order:
+                name, model = s["name"], whisper_models[s["name"]]
+                passes0 = getattr(model, "encoder_passes", None)
+                load = load_average()
+                with patch[name]():
+                    record = timed_clip(clip, configs[name])
+                if record["status"] != "ok":
+                    raise RuntimeError(f"{clip.path}: extraction failed in setting {name}: {record['error']}")
+                record["encoder_passes"] = None if passes0 is None else model.encoder_passes - passes0
+                record["load_average_1min"] = load[0] if load else None
+                runs[name][clip.clip_id].append(record)
+        print(f"  round {round_ + 1}/{repeat} done (load average {load_average()})", flush=True)
+    return [summarize(s, runs[s["name"]], first_call[s["name"]]) for s in grid]
+
+
+def summarize(setting: dict, runs: dict[str, list[dict]], first_call: float) -> dict:
+    per_clip = []
+    for clip_id, clip_runs in runs.items():
+        best = min(clip_runs, key=lambda r: r["wall_s"])  # best of N: robust to other processes' bursts
+        per_clip.append({
+            "clip_id": clip_id, "duration_s": round(best["duration"], 3),
+            "stages_s": {k: round(v, 4) for k, v in best["timings"].items()},
+            "wall_s": round(best["wall_s"], 4), "cpu_s": round(best["cpu_s"], 4),
+            "wall_s_all_runs": [round(r["wall_s"], 4) for r in clip_runs],
+            "load_average_1min": best["load_average_1min"], "asr_encoder_passes": best["encoder_passes"],
+            "language": best.get("language"), "language_probability": best.get("language_probability"),
+            "transcript": best.get("transcript"), "frames": best.get("n_frames"),
+            "face_ratio": best.get("face_ratio"),
+        })
     video_s = sum(c["duration_s"] for c in per_clip)
     seen = {k for c in per_clip for k in c["stages_s"]}
     stages = [s for s in STAGES if s in seen] + sorted(seen - set(STAGES))
     stage_s = {s: round(sum(c["stages_s"].get(s, 0.0) for c in per_clip), 4) for s in stages}
     wall = sum(c["wall_s"] for c in per_clip)
     cpu = sum(c["cpu_s"] for c in per_clip)
+    passes = [c["asr_encoder_passes"] for c in per_clip]
+    loads = [c["load_average_1min"] for c in per_clip if c["load_average_1min"] is not None]
     return {
         **{k: setting[k] for k in ("name", "backend")},
         "fps": setting["fps"] if setting["fps"] is not None else "every frame",
         "overlap_decode": setting["overlap"],
-        "asr_encoder_passes_per_clip": passes,  # counted for faster-whisper (None: not counted)
+        "asr_threads": setting.get("asr_threads", "default (min(4, cores))"),
+        # counted for faster-whisper (openai-whisper: not counted; it detects, then encodes again)
+        "asr_encoder_passes_per_clip": None if None in passes else sum(passes) / len(passes),
         "video_s": round(video_s, 3),
         "stages_s": stage_s,
         "stages_s_per_video_s": {s: round(v / video_s, 4) for s, v in stage_s.items()},
@@ -190,9 +215,7 @@ def run_setting(setting: dict, clips, durations: dict[str, float], repeat: int) 
         "cpu_s": round(cpu, 3),
         "cpu_s_per_video_s": round(cpu / video_s, 4),
         "first_call_s": round(first_call, 3),
-        "warmup_clip": warm["clip_id"],
-        "load_average_before": load_before,
-        "load_average_after": load_average(),
+        "load_average_mean": round(sum(loads) / len(loads), 2) if loads else None,
         "per_clip": per_clip,
     }
 
@@ -267,11 +290,13 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=None,
                         help="default: reports/benchmarks/extract.json (--quick: extract_quick.json, so a quick "
                              "check never overwrites the full results)")
-    parser.add_argument("--repeat", type=int, default=1, help="runs per clip; the fastest counts")
+    parser.add_argument("--repeat", type=int, default=None,
+                        help="rounds over all settings and clips; per clip the fastest run counts (default 2, --quick 1)")
     parser.add_argument("--threads", type=int, default=threads_per_worker(1),
                         help="torch threads (CTranslate2 uses min(4, cores)); default: the pipeline's own")
     args = parser.parse_args(argv)
 
+    args.repeat = args.repeat or (1 if args.quick else 2)
     init_worker(args.threads)  # what extract() does for one worker
     clips = resolve_inputs(args.clips)
     durations = {clip.clip_id: probe(clip.path).duration for clip in clips}
@@ -287,18 +312,16 @@ def main(argv=None) -> int:
               "video_s": round(sum(durations[c.clip_id] for c in clips), 3), "repeat": args.repeat}
     print(f"{len(clips)} clips, {result['video_s']:.1f} s of video; load average {result['load_average_start']}",
           flush=True)
-    result["model_load_s"] = load_models(configs)
+    result["model_load_s"] = load_all_models(configs)
     print("model load (one-off):", result["model_load_s"], flush=True)
     if not args.quick:
         result["decode_only"] = decode_only(clips, durations, (2.0, 5.0, 10.0, None), args.repeat)
         print("decode only:", {k: v["s_per_video_s"] for k, v in result["decode_only"].items()}, flush=True)
-    result["settings"] = []
-    for setting in grid:
-        row = run_setting(setting, clips, durations, args.repeat)
-        result["settings"].append(row)
-        print(f"{row['name']:<58} {row['wall_s_per_video_s']:.3f} s/s (cpu {row['cpu_s_per_video_s']:.3f})  "
+    result["settings"] = run_interleaved(grid, clips, durations, args.repeat)
+    for row in result["settings"]:
+        print(f"{row['name']:<56} {row['wall_s_per_video_s']:.3f} s/s (cpu {row['cpu_s_per_video_s']:.3f})  "
               + "  ".join(f"{k} {v:.3f}" for k, v in row["stages_s_per_video_s"].items())
-              + f"  (load {row['load_average_before']})", flush=True)
+              + f"  (load {row['load_average_mean']})", flush=True)
     by_name = {row["name"]: row for row in result["settings"]}
     default, naive = by_name["default"], by_name["naive"]
     speedup = naive["wall_s_per_video_s"] / default["wall_s_per_video_s"]

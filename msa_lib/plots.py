@@ -58,3 +58,72 @@ def plot_histograms(values: dict[str, np.ndarray], xlabel: str, bins: int = 30):
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def plot_metric_bars(summary: pd.DataFrame, metric: str = "acc2", label_col: str = "model",
+                     reference: dict[str, float] | None = None, title: str = ""):
+    """Bars of ``<metric>_mean`` with ``<metric>_std`` error bars (fractions shown as %), optional
+    horizontal reference lines (e.g. the majority class)."""
+    fig, ax = plt.subplots(figsize=(max(5, 0.65 * len(summary) + 2), 3.6))
+    mean, std = 100 * summary[f"{metric}_mean"], 100 * summary[f"{metric}_std"]
+    ax.bar(summary[label_col].astype(str), mean, yerr=std, capsize=3, color="tab:blue", alpha=0.85)
+    for name, value in (reference or {}).items():
+        ax.axhline(100 * value, ls="--", lw=1, color="grey")
+        ax.text(len(summary) - 0.5, 100 * value, f" {name}", va="bottom", ha="right", fontsize=8, color="grey")
+    low = max(0.0, float((mean - std).min()) - 8)
+    ax.set_ylim(low, min(100.0, float((mean + std).max()) + 4))
+    ax.set_ylabel(f"{metric} (%)")
+    ax.set_title(title)
+    ax.tick_params(axis="x", rotation=35)
+    fig.tight_layout()
+    return fig
+
+
+def plot_learning_curves(histories: pd.DataFrame, metrics=("train_loss", "valid_loss", "valid_acc2")):
+    """Per model: the mean over seeds of each history column against the epoch."""
+    metrics = [m for m in metrics if m in histories.columns]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.3 * len(metrics), 3.3), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for name, part in histories.groupby("model", sort=False):
+            curve = part.groupby("epoch")[metric].mean()
+            ax.plot(curve.index, curve.values, label=name, lw=1.4)
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+    axes[0][-1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusions(matrices: dict[str, np.ndarray], class_names=("NEG", "POS"), cols: int = 5):
+    """Row-normalised confusion matrices, one panel per model."""
+    n = len(matrices)
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, min(cols, n), figsize=(2.4 * min(cols, n), 2.4 * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    for ax, (name, cm) in zip(axes.flat, matrices.items()):
+        norm = cm / np.clip(cm.sum(axis=1, keepdims=True), 1, None)
+        ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
+        for (i, j), v in np.ndenumerate(cm):
+            ax.text(j, i, f"{int(v)}", ha="center", va="center", fontsize=8,
+                    color="white" if norm[i, j] > 0.5 else "black")
+        ax.set_xticks(range(len(class_names)), class_names, fontsize=7)
+        ax.set_yticks(range(len(class_names)), class_names, fontsize=7)
+        ax.set_title(name, fontsize=8)
+    fig.supxlabel("predicted", fontsize=8)
+    fig.supylabel("true", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_gate_usage(predictions: pd.DataFrame):
+    """Histogram of the per-sample share of windows in which the AdaMML policy kept each modality."""
+    cols = [c for c in predictions.columns if c.startswith("gate_")]
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for col in cols:
+        ax.hist(predictions[col].dropna(), bins=np.linspace(0, 1, 11), alpha=0.55, label=col[5:])
+    ax.set_xlabel("share of windows kept (per test sample)")
+    ax.set_ylabel("samples")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -108,6 +108,30 @@ def test_flatten_keeps_argmax():
     np.testing.assert_array_equal(rules.flatten_probs(P_A, 0.9).argmax(1), P_A.argmax(1))
 
 
+def test_temperature_scaling():
+    # T = 2 on [0.8, 0.2]: softmax(log p / 2) ∝ [sqrt(0.8), sqrt(0.2)] = [2, 1] * sqrt(0.2) -> [2/3, 1/3]
+    np.testing.assert_allclose(rules.apply_temperature(np.array([[0.8, 0.2]]), 2.0), [[2 / 3, 1 / 3]])
+    np.testing.assert_allclose(rules.apply_temperature(P_A, 1.0), P_A)
+    # 90 %-sure predictions that are right half of the time: the fitted T softens them (T > 1),
+    # and the argmax never moves
+    p = np.tile([[0.9, 0.1]], (20, 1))
+    labels = np.array([0, 1] * 10)
+    t = rules.fit_temperature(p, labels)
+    # the optimum is T -> inf (p -> 0.5); the search stops at its upper bound of 20
+    assert t > 5 and np.allclose(rules.apply_temperature(p, t)[:, 0], 0.5, atol=0.05)
+    np.testing.assert_array_equal(rules.apply_temperature(P_B, 0.3).argmax(1), P_B.argmax(1))
+
+
+def test_stacker_picks_C_by_grouped_cv():
+    rng = np.random.default_rng(0)
+    y = np.tile(np.arange(3), 40)
+    p0 = np.eye(3)[y] * 0.5 + 0.5 / 3
+    p1 = rng.dirichlet(np.ones(3), size=120)
+    groups = np.repeat(np.arange(6), 20)  # six "actors"
+    rule = StackingRule(C_grid=(0.01, 1.0)).fit([p0, p1], y, groups)
+    assert rule.C_ in (0.01, 1.0) and rule.cv_acc_ > 0.9 and rule.n_fit_rows_ == 120
+
+
 def test_bad_tables_raise_one_clear_error():
     with pytest.raises(FusionInputError, match="sums to"):
         rules.average([P_A, P_B * 2])

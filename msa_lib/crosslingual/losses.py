@@ -174,6 +174,8 @@ class CrossLingualObjective(nn.Module):
         have both a text and a translation (None when fewer than 2 such samples)."""
         c = self.config
         cond = [m for m in c.condition_modalities() if m in model.modalities]
+        if c.translation_key not in batch["present"]:
+            return None
         has = batch["present"][c.text_key] & batch["present"][c.translation_key]
         if int(has.sum()) < 2:
             return None

@@ -4,8 +4,9 @@ validation actors; and the one-vs-rest BCE detection study. Everything returns t
 
 Protocol (every seed): test = actors 21-24; validation actors taken out of train by group (the seed
 picks them, see :func:`~msa_lib.decision.emotion.seed_splits`); branch hyper-parameters, the fusion
-rules' weights / thresholds and the stacker are fitted on validation predictions only; the test rows
-are predicted once per scenario and never used for any choice.
+rules' weights / thresholds and the temperatures are fitted on validation predictions, the stacker on
+out-of-fold train predictions plus validation predictions (actor-grouped); the test rows are predicted
+once per scenario and never used for any choice.
 """
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ from tqdm.auto import tqdm
 from ..data.sources import RAVDESS_EMOTIONS
 from ..evaluate.metrics import classification_metrics
 from ..features.schema import MultimodalDataset
-from .emotion import N_CLASSES, BranchConfig, BranchResult, feature_noise, fit_branch, full_proba, seed_splits, split_actors
-from .rules import default_rules, flatten_probs, fuse_all
+from .emotion import (N_CLASSES, BranchConfig, BranchResult, feature_noise, fit_branch, full_proba,
+                      out_of_fold_models, seed_splits, split_actors)
+from .rules import StackingRule, apply_temperature, default_rules, fit_temperature, flatten_probs, fuse_all
 from .whisper_layers import POOLINGS, layer_matrix
 
 RESULT_COLUMNS = ["branch_or_rule", "kind", "scenario", "degraded_branch", "degradation", "level", "seed",
@@ -36,6 +38,7 @@ class FusionStudyConfig:
     noise_levels: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)  # feature noise, in train standard deviations
     flatten_levels: tuple[float, ...] = (0.5, 0.8, 0.95)  # probabilities blended towards uniform
     extra_fusions: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name -> branches (clean only)
+    oof_folds: int = 4  # actor-grouped folds of the train rows for the stacker's out-of-fold predictions
 
 
 def _metrics(y: np.ndarray, proba: np.ndarray) -> dict:
@@ -59,16 +62,31 @@ class SeedOutcome:
     test_predictions: dict[str, np.ndarray]  # clean scenario: name -> predicted labels of the test rows
 
 
-def _fuse_rows(names, probs_valid, probs_test, y, va, te, seed, scenario, valid_actors, prefix="", degraded="",
-               degradation="", level=0.0) -> tuple[list[dict], dict]:
-    rows, preds = [], {}
+def _fuse_rows(names: Sequence[str], probs: dict[str, np.ndarray], y, split, actors, seed, scenario, valid_actors,
+               calibrated: bool, prefix: str = "", degraded: str = "", degradation: str = "",
+               level: float = 0.0) -> tuple[list[dict], dict]:
+    """Fit every rule on the validation rows (the stacker on out-of-fold train + validation rows,
+    actor-grouped) and score it on the test rows. ``probs[name]`` covers every row: out-of-fold
+    predictions on train rows, the branch model's predictions on validation and test rows.
+    ``calibrated``: each branch is first temperature-scaled on its validation predictions."""
+    va, te, stack = split == "valid", split == "test", split != "test"
+    temps = {}
+    if calibrated:
+        temps = {m: fit_temperature(probs[m][va], y[va]) for m in names}
+        probs = {m: apply_temperature(probs[m], temps[m]) for m in names}
     rules = default_rules(seed)
-    fused = fuse_all(rules, probs_valid, y[va], probs_test)
-    fused_valid = {r.name: r.fuse(probs_valid) for r in rules}  # in-sample for the stacker: indicative only
+    fused = fuse_all(rules, [probs[m][va] for m in names], y[va], [probs[m][te] for m in names],
+                     stack_probs=[probs[m][stack] for m in names], stack_labels=y[stack], stack_groups=actors[stack])
+    rows, preds = [], {}
     for rule in rules:
-        name = f"{prefix}{rule.name}"
+        name = f"{prefix}{'cal:' if calibrated else ''}{rule.name}"
+        if isinstance(rule, StackingRule):
+            valid_acc = rule.cv_acc_  # actor-grouped cross-validated accuracy on its fitting rows
+        else:
+            valid_acc = float(np.mean(rule.fuse([probs[m][va] for m in names]).argmax(1) == y[va]))
         detail = {"branches": list(names), **rule.describe()}
-        valid_acc = float(np.mean(fused_valid[rule.name].argmax(1) == y[va]))
+        if calibrated:
+            detail["temperatures"] = {m: round(t, 4) for m, t in temps.items()}
         rows.append(_row(name, "fusion", scenario, seed, y[te], fused[rule.name], valid_acc, valid_actors,
                          degraded, degradation, level, detail))
         preds[name] = fused[rule.name].argmax(1)
@@ -77,53 +95,63 @@ def _fuse_rows(names, probs_valid, probs_test, y, va, te, seed, scenario, valid_
 
 def run_fusion_seed(features: dict[str, np.ndarray], branch_configs: dict[str, BranchConfig], y: np.ndarray,
                     au: MultimodalDataset, actors: np.ndarray, seed: int, cfg: FusionStudyConfig) -> SeedOutcome:
-    """One seed: split, fit every branch (C chosen on validation), fuse the pair with every rule,
-    clean and degraded. ``features[name]`` is the N x D matrix of branch ``name``."""
+    """One seed: split, fit every branch (classifier and C chosen on validation), out-of-fold models
+    for the stacker, then fuse the pair with every rule (raw and temperature-calibrated), clean and
+    with one branch degraded. ``features[name]`` is the N x D matrix of branch ``name``."""
     split = seed_splits(au, seed, cfg.valid_fraction)
     va, te, tr = split == "valid", split == "test", split == "train"
     valid_actors = split_actors(split, actors)["valid"]
     branches = {name: fit_branch(name, X, y, split, branch_configs[name], seed) for name, X in features.items()}
+    pair = list(cfg.fusion_pair)
+    fused_names = sorted(set(pair).union(*cfg.extra_fusions.values()))
+    oof = {m: out_of_fold_models(branches[m], features[m], y, split, actors, cfg.oof_folds, seed) for m in fused_names}
+
+    def branch_probs(m: str, X: np.ndarray | None = None) -> np.ndarray:
+        """Out-of-fold on train rows, the branch model elsewhere (``X``: degraded inputs)."""
+        X = features[m] if X is None else X
+        P = branches[m].proba.copy() if X is features[m] else full_proba(branches[m].model, X)
+        for rows, model in oof[m]:
+            P[rows] = full_proba(model, X[rows])
+        return P
+
+    clean_probs = {m: branch_probs(m) for m in fused_names}
     rows, preds = [], {}
     common = dict(valid_actors=valid_actors)
     for name, r in branches.items():
         rows.append(_row(name, "branch", "clean", seed, y[te], r.proba[te], r.accuracy(y, va), valid_actors,
                          detail={"classifier": r.kind, "C": r.C}))
         preds[name] = r.proba[te].argmax(1)
-    pair = list(cfg.fusion_pair)
-    fr, fp = _fuse_rows(pair, [branches[b].proba[va] for b in pair], [branches[b].proba[te] for b in pair],
-                        y, va, te, seed, "clean", **common)
-    rows += fr
-    preds.update(fp)
+    for calibrated in (False, True):
+        fr, fp = _fuse_rows(pair, clean_probs, y, split, actors, seed, "clean", calibrated=calibrated, **common)
+        rows += fr
+        preds.update(fp)
     for fusion_name, names in cfg.extra_fusions.items():
-        fr, fp = _fuse_rows(list(names), [branches[b].proba[va] for b in names], [branches[b].proba[te] for b in names],
-                            y, va, te, seed, "clean", prefix=f"{fusion_name}:", **common)
+        fr, fp = _fuse_rows(list(names), clean_probs, y, split, actors, seed, "clean", calibrated=True,
+                            prefix=f"{fusion_name}:", **common)
         rows += fr
         preds.update(fp)
 
-    # --- one branch degraded, at validation *and* test time (a persistently worse sensor: the weights,
-    # thresholds and stacker are refitted on the degraded validation predictions)
+    # --- one branch degraded on every row it predicts (a persistently worse sensor after training: the
+    # weights, thresholds, temperatures and the stacker are refitted on the degraded predictions)
     for degraded in pair:
         other = [b for b in pair if b != degraded][0]
         levels = [("noise", s) for s in cfg.noise_levels] + [("flatten", a) for a in cfg.flatten_levels]
         for degradation, level in levels:
-            proba = branches[degraded].proba.copy()
-            rows_vt = va | te
             if degradation == "noise":
                 X = features[degraded]
-                noisy = feature_noise(X[rows_vt], level, X[tr], seed=seed * 1000 + int(level * 100))
-                proba[rows_vt] = full_proba(branches[degraded].model, noisy)
+                proba = branch_probs(degraded, feature_noise(X, level, X[tr], seed=seed * 1000 + int(level * 100)))
             else:
-                proba[rows_vt] = flatten_probs(proba[rows_vt], level)
+                proba = flatten_probs(clean_probs[degraded], level)
             scenario = f"{degraded}_{degradation}_{level:g}"
             kw = dict(degraded=degraded, degradation=degradation, level=level)
             rows.append(_row(degraded, "branch", scenario, seed, y[te], proba[te],
                              float(np.mean(proba[va].argmax(1) == y[va])), valid_actors, **kw))
             rows.append(_row(other, "branch", scenario, seed, y[te], branches[other].proba[te],
                              branches[other].accuracy(y, va), valid_actors, **kw))
-            probs = {degraded: proba, other: branches[other].proba}
-            fr, _ = _fuse_rows(pair, [probs[b][va] for b in pair], [probs[b][te] for b in pair], y, va, te, seed,
-                               scenario, **common, **kw)
-            rows += fr
+            probs = {degraded: proba, other: clean_probs[other]}
+            for calibrated in (False, True):
+                fr, _ = _fuse_rows(pair, probs, y, split, actors, seed, scenario, calibrated=calibrated, **common, **kw)
+                rows += fr
     return SeedOutcome(rows, branches, split, preds)
 
 

@@ -19,6 +19,12 @@ rule                       fused probabilities
 ``stacking``               multinomial logistic regression on the branches' log-probabilities,
                            fitted on validation (or out-of-fold) predictions
 ========================  ==========================================================================
+
+Averaging rules assume the branches' probabilities are on a comparable scale. A strongly regularised
+branch gives soft probabilities and is out-voted by a sharper one regardless of accuracy, so the
+branches can first be *temperature-scaled* on validation predictions (:func:`fit_temperature`): one
+scalar per branch, argmax unchanged, probabilities made as sharp as the branch's validation accuracy
+warrants.
 """
 from __future__ import annotations
 
@@ -37,6 +43,8 @@ __all__ = [
     "confidence_weighted",
     "rule_based",
     "flatten_probs",
+    "apply_temperature",
+    "fit_temperature",
     "FusionRule",
     "AverageRule",
     "AccuracyWeightedRule",
@@ -140,6 +148,31 @@ def flatten_probs(p: np.ndarray, alpha: float) -> np.ndarray:
     return (1 - alpha) * p + alpha / p.shape[1]
 
 
+def apply_temperature(p: np.ndarray, temperature: float) -> np.ndarray:
+    """``softmax(log p / T)``: T > 1 softens, T < 1 sharpens; the argmax never changes."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    logits = np.log(np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1.0)) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    e = np.exp(logits)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def fit_temperature(p: np.ndarray, labels: np.ndarray, bounds: tuple[float, float] = (0.05, 20.0)) -> float:
+    """Temperature scaling (Guo et al., 2017): the T that minimises the negative log-likelihood of
+    ``labels`` under :func:`apply_temperature` (searched on log T within ``bounds``)."""
+    from scipy.optimize import minimize_scalar
+
+    labels = np.asarray(labels, int).reshape(-1)
+    rows = np.arange(len(labels))
+
+    def nll(log_t):
+        return -np.mean(np.log(np.maximum(apply_temperature(p, np.exp(log_t))[rows, labels], 1e-12)))
+
+    res = minimize_scalar(nll, bounds=tuple(np.log(bounds)), method="bounded")
+    return float(np.exp(res.x))
+
+
 # ----------------------------------------------------------------------------------- rule objects
 @dataclass
 class FusionRule:
@@ -230,12 +263,17 @@ class StackingRule(FusionRule):
     """Multinomial logistic regression on the concatenated branch log-probabilities.
 
     Fit it on predictions the branch models made for rows they were *not* trained on (validation
-    actors, or out-of-fold predictions); ``n_fit_rows_`` records how many rows it saw."""
+    actors, out-of-fold predictions); ``n_fit_rows_`` records how many rows it saw. With ``groups``
+    (the actor of each row) its strength ``C`` is chosen from ``C_grid`` by grouped cross-validation
+    (whole actors held out), else ``C_grid[-1]`` is used; ``cv_acc_`` is that cross-validated accuracy."""
 
     name: str = "stacking"
-    C: float = 1.0
+    C_grid: tuple[float, ...] = (0.01, 0.1, 1.0)
+    n_folds: int = 4
     seed: int = 0
     model_: object = None
+    C_: float | None = None
+    cv_acc_: float = float("nan")
     n_fit_rows_: int = 0
     classes_: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
 
@@ -243,12 +281,26 @@ class StackingRule(FusionRule):
     def features(probs: Sequence[np.ndarray]) -> np.ndarray:
         return np.concatenate([np.log(np.clip(p, 1e-6, 1.0)) for p in check_probs(probs)], axis=1)
 
-    def fit(self, probs, labels):
+    def _model(self, C):
         from sklearn.linear_model import LogisticRegression
 
+        return LogisticRegression(C=C, max_iter=2000, random_state=self.seed)
+
+    def fit(self, probs, labels, groups=None):
         X, y = self.features(probs), np.asarray(labels).reshape(-1)
         self.n_classes_ = probs[0].shape[1]
-        self.model_ = LogisticRegression(C=self.C, max_iter=2000, random_state=self.seed).fit(X, y)
+        self.C_ = self.C_grid[-1]
+        if groups is not None and len(set(groups)) >= 2 and len(self.C_grid) > 1:
+            from sklearn.model_selection import GroupKFold
+
+            folds = list(GroupKFold(n_splits=min(self.n_folds, len(set(groups)))).split(X, y, groups))
+            scores = {}
+            for C in self.C_grid:
+                hits = sum(int(np.sum(self._model(C).fit(X[a], y[a]).predict(X[b]) == y[b])) for a, b in folds)
+                scores[C] = hits / len(y)
+            self.C_ = max(self.C_grid, key=lambda c: (scores[c], -c))  # ties -> stronger regularisation
+            self.cv_acc_ = scores[self.C_]
+        self.model_ = self._model(self.C_).fit(X, y)
         self.classes_ = self.model_.classes_
         self.n_fit_rows_ = len(y)
         return self
@@ -262,7 +314,7 @@ class StackingRule(FusionRule):
         return out
 
     def describe(self):
-        return {"n_fit_rows": self.n_fit_rows_, "C": self.C}
+        return {"n_fit_rows": self.n_fit_rows_, "C": self.C_, "cv_acc": round(float(self.cv_acc_), 4)}
 
 
 def default_rules(seed: int = 0) -> list[FusionRule]:
@@ -272,16 +324,20 @@ def default_rules(seed: int = 0) -> list[FusionRule]:
 
 def fuse_all(rules: Sequence[FusionRule], fit_probs: Sequence[np.ndarray], fit_labels: np.ndarray,
              eval_probs: Sequence[np.ndarray], stack_probs: Sequence[np.ndarray] | None = None,
-             stack_labels: np.ndarray | None = None) -> dict[str, np.ndarray]:
+             stack_labels: np.ndarray | None = None, stack_groups: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Fit every rule on ``fit_probs``/``fit_labels`` (validation predictions) and fuse ``eval_probs``.
 
-    ``stack_probs``/``stack_labels`` (e.g. out-of-fold train predictions plus validation predictions)
-    replace the fitting rows for the stacker only. The evaluation rows come without labels.
+    ``stack_probs``/``stack_labels``/``stack_groups`` (e.g. out-of-fold train predictions plus
+    validation predictions, with the actor of each row) replace the fitting rows for the stacker only.
+    The evaluation rows come without labels.
     """
     out = {}
     for rule in rules:
-        if isinstance(rule, StackingRule) and stack_probs is not None:
-            rule.fit(stack_probs, stack_labels)
+        if isinstance(rule, StackingRule):
+            if stack_probs is not None:
+                rule.fit(stack_probs, stack_labels, stack_groups)
+            else:
+                rule.fit(fit_probs, fit_labels)
         else:
             rule.fit(fit_probs, fit_labels)
         out[rule.name] = rule.fuse(eval_probs)

@@ -46,6 +46,7 @@ import tempfile
 import threading
 import time
 import warnings
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence, Union
@@ -338,16 +339,17 @@ _encoder_reusing_class = None
 
 
 def _encoder_reusing_model_class():
-    """``WhisperModel`` whose ``encode`` remembers its last (window -> encoder output) per thread.
+    """``WhisperModel`` that can reuse an encoder output inside ``with model.reusing_encoder_output():``.
 
     faster-whisper 1.2's ``transcribe`` runs the encoder on the first 30-s window twice when it detects
     the language (once in ``detect_language``, once in ``generate_segments``): ~1 s of a base model on
     2 CPU cores, more than the decoding of a short clip. :meth:`Transcriber._run_faster_whisper`
-    detects the language from the exact window ``generate_segments`` encodes first, so the second
-    call is answered from this one-entry memo. It is keyed by the window's content (an exact array
-    comparison) and cleared after each transcription, so nothing is carried over from one clip to
-    another; if a faster-whisper version built its window differently, the memo simply misses and
-    the encoder runs again.
+    detects the language from the exact window ``generate_segments`` encodes first, inside that
+    block, and the second call is answered from a one-entry memo keyed by the window's content (an
+    exact array comparison). The memo lives only for the block (one clip, one thread), so nothing is
+    carried over from one clip to another; outside the block the model behaves exactly like
+    ``WhisperModel``. If a faster-whisper version built its window differently, the memo simply
+    misses and the encoder runs again. ``encoder_passes`` counts the real encoder runs.
     """
     global _encoder_reusing_class
     if _encoder_reusing_class is None:
@@ -356,21 +358,30 @@ def _encoder_reusing_model_class():
         class EncoderReusingWhisperModel(WhisperModel):
             def __init__(self, *args, **kwargs):
                 super().__init__(*args, **kwargs)
-                self._last_encoded = threading.local()
+                self._memo = threading.local()  # .active (inside the block), .item (window, output)
                 self.encoder_passes = 0  # how many times the encoder really ran (for tests/benchmarks)
 
+            @contextmanager
+            def reusing_encoder_output(self):
+                self._memo.active, self._memo.item = True, None
+                try:
+                    yield self
+                finally:
+                    self._memo.active, self._memo.item = False, None
+
             def encode(self, features: np.ndarray):
+                memo = self._memo
+                active = getattr(memo, "active", False)
                 batch = features if features.ndim == 3 else features[None]
-                last = getattr(self._last_encoded, "item", None)
-                if last is not None and last[0].shape == batch.shape and np.array_equal(last[0], batch):
-                    return last[1]
+                if active and memo.item is not None:
+                    window, output = memo.item
+                    if window.shape == batch.shape and np.array_equal(window, batch):
+                        return output
                 output = super().encode(features)
                 self.encoder_passes += 1
-                self._last_encoded.item = (np.array(batch, copy=True), output)
+                if active:
+                    memo.item = (np.array(batch, copy=True), output)
                 return output
-
-            def forget_encoded(self) -> None:
-                self._last_encoded.item = None
 
         _encoder_reusing_class = EncoderReusingWhisperModel
     return _encoder_reusing_class
@@ -634,12 +645,14 @@ class Transcriber:
         lang, prob, top = forced, None, []
         # With vad_filter, transcribe detects on the speech-only audio: leave detection to it then.
         own_detection = forced is None and not c.vad_filter
-        if own_detection:
-            if model.model.is_multilingual:
-                lang, prob, top = self._detect_faster_whisper(samples)
-            else:
-                lang = "en"
-        try:
+        # the detection's encoder pass is reused by the decoding (one clip, this block only)
+        reuse = getattr(model, "reusing_encoder_output", None)
+        with reuse() if reuse is not None else nullcontext():
+            if own_detection:
+                if model.model.is_multilingual:
+                    lang, prob, top = self._detect_faster_whisper(samples)
+                else:
+                    lang = "en"
             segments_iter, info = model.transcribe(
                 samples, language=lang, task=task, beam_size=c.beam_size, best_of=c.best_of,
                 vad_filter=c.vad_filter, condition_on_previous_text=c.condition_on_previous_text,
@@ -647,9 +660,6 @@ class Transcriber:
                 initial_prompt=c.initial_prompt,
             )
             segs = list(segments_iter)  # a lazy generator: decoding happens here
-        finally:
-            if hasattr(model, "forget_encoded"):
-                model.forget_encoded()  # the memo serves this call only: a repeat costs a repeat
         text = "".join(s.text for s in segs)
         segments = [(float(s.start), float(s.end), s.text.strip()) for s in segs]
         if forced is None and not own_detection:

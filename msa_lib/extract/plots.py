@@ -160,8 +160,8 @@ def expression_curves(features: np.ndarray, feature_names: Sequence[str], frame_
 
 def plot_expression_probabilities(clips: Mapping[str, np.ndarray], feature_names: Sequence[str],
                                   frame_rate_hz: float = 5.0, labels: Sequence[str] = EXPRESSION_LABELS):
-    """One panel per clip: the expression probabilities over time as stacked areas; frames with no
-    face are shaded grey (they are masked in the features, not zero)."""
+    """One panel per clip: the expression probabilities of each sampled frame as a stacked bar; frames
+    with no face are grey (they are masked in the features, not zero)."""
     if not clips:
         raise PlotInputError("no clips to plot")
     colors = plt.get_cmap("tab10").colors
@@ -169,19 +169,28 @@ def plot_expression_probabilities(clips: Mapping[str, np.ndarray], feature_names
     for ax, (name, feats) in zip(axes[:, 0], clips.items()):
         curves = expression_curves(feats, feature_names, frame_rate_hz, labels)
         t = curves.time_s.to_numpy()
-        ax.stackplot(t, curves[list(labels)].fillna(0.0).to_numpy().T, labels=list(labels),
-                     colors=colors[: len(labels)], alpha=0.9)
         step = 1.0 / frame_rate_hz
-        for ti in t[~curves.face.to_numpy()]:
-            ax.axvspan(ti - step / 2, ti + step / 2, color="0.85", zorder=3, linewidth=0)
+        bottom = np.zeros(len(t))
+        for label, color in zip(labels, colors):
+            p = curves[label].fillna(0.0).to_numpy()
+            ax.bar(t, p, width=step, bottom=bottom, color=color, label=label, linewidth=0)
+            bottom += p
+        no_face = ~curves.face.to_numpy()
+        if no_face.any():
+            ax.bar(t[no_face], np.ones(no_face.sum()), width=step, color="0.85", label="no face", linewidth=0)
         ax.set_ylim(0, 1)
         ax.set_xlim(t[0] - step / 2 if len(t) else 0, t[-1] + step / 2 if len(t) else 1)
         ax.set_ylabel("p")
         ax.set_title(f"{name}  (face in {curves.face.mean():.0%} of frames)", fontsize=9)
-    axes[0, 0].legend(fontsize=7, ncol=len(labels), loc="lower left", bbox_to_anchor=(0, 1.15))
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in [*colors[: len(labels)], "0.85"]]
+    axes[0, 0].legend(handles, [*labels, "no face"], fontsize=7, ncol=len(labels) + 1, loc="lower left",
+                      bbox_to_anchor=(0, 1.15))
     axes[-1, 0].set_xlabel("time (s)")
     fig.tight_layout()
     return fig
+
+
+_landmark_extractor = None
 
 
 def frame_with_landmarks(video: str | os.PathLike, time_s: float | None = None, fps: float = 5.0,
@@ -194,14 +203,13 @@ def frame_with_landmarks(video: str | os.PathLike, time_s: float | None = None, 
     from .media import extract_frames
     from .visual import FaceFeatureExtractor, VisualFeatureConfig, draw_landmarks
 
+    global _landmark_extractor
     frames, times = extract_frames(video, fps=fps, max_side=max_side)
-    own = extractor is None
-    extractor = extractor or FaceFeatureExtractor(VisualFeatureConfig(allow_no_face=True, use_hog=False))
-    try:
-        out = extractor.extract(frames, times, source=video)
-    finally:
-        if own:
-            extractor.close()
+    if extractor is None:  # one shared instance: building MediaPipe graphs costs more than a frame
+        if _landmark_extractor is None:
+            _landmark_extractor = FaceFeatureExtractor(VisualFeatureConfig(allow_no_face=True, use_hog=False))
+        extractor = _landmark_extractor
+    out = extractor.extract(frames, times, source=video)
     target = float(np.median(times)) if time_s is None else float(time_s)
     candidates = np.flatnonzero(out.mask) if out.mask.any() else np.arange(len(frames))
     k = int(candidates[np.argmin(np.abs(times[candidates] - target))])
