@@ -338,6 +338,12 @@ def main(argv=None) -> int:
              "has machine.cpu_count cores) before reading them. cpu_s (this process's threads + ffmpeg) "
              "hardly depends on the load: on an idle machine wall >= cpu_s / cores.",
     )
+    result["headline"] = {
+        "extract: default wall s per video s (target <= %g)" % TARGET_S_PER_S: default["wall_s_per_video_s"],
+        "extract: default CPU s per video s": default["cpu_s_per_video_s"],
+        "extract: speed-up vs naive (target >= %gx)" % TARGET_SPEEDUP: round(speedup, 2),
+        "extract: load average during run": result["load_average_end"][0],
+    }
     out = project_path(args.out or BENCHMARKS_DIR / ("extract_quick.json" if args.quick else "extract.json"))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".json.tmp")

@@ -34,6 +34,36 @@ def _extract(args) -> int:
     return 0 if len(ds) else 1
 
 
+def _predict(args) -> int:
+    import json
+
+    from .predict.predictor import Predictor, format_table
+
+    predictor = Predictor.load(args.model_dir, use_cache=args.cache, fps=args.fps)
+    results = predictor.predict(args.clips, progress=False)
+    if args.json:
+        print(json.dumps(results, ensure_ascii=False, indent=2))
+    else:
+        print(format_table(results))
+    ok = [r for r in results if r.get("status") == "ok"]
+    if not ok:
+        print(f"msa predict: no clip could be predicted ({len(results)} input(s) failed; see the errors above)",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _train_default(args) -> int:
+    from .predict.train_default import main as train_main
+
+    argv = [] if args.out is None else ["--out", args.out]
+    if args.max_text_per_language is not None:
+        argv += ["--max-text-per-language", str(args.max_text_per_language)]
+    if args.max_audio_clips is not None:
+        argv += ["--max-audio-clips", str(args.max_audio_clips)]
+    return train_main(argv + ["--seed", str(args.seed)])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="msa", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -55,6 +85,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true", help="recompute every clip")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_extract)
+
+    p = sub.add_parser("predict", help="sentiment of video/audio clips with the bilingual default model")
+    p.add_argument("clips", nargs="+", help="video (or audio) files")
+    p.add_argument("--json", action="store_true", help="print the per-clip results as JSON")
+    p.add_argument("--model-dir", default=None, help="model folder (default: models/default)")
+    p.add_argument("--fps", type=float, default=None, help="face frames per second (default: the model's setting)")
+    p.add_argument("--cache", action="store_true", help="reuse/write the per-clip extraction cache")
+    p.set_defaults(func=_predict)
+
+    p = sub.add_parser("train-default", help="train the default model of `msa predict` into models/default")
+    p.add_argument("--out", default=None, help="model folder (default: models/default)")
+    p.add_argument("--max-text-per-language", type=int, default=None, help="subset sizes (quick tests only)")
+    p.add_argument("--max-audio-clips", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_train_default)
 
     p = sub.add_parser("doctor", help="check the environment and bundled models")
     p.add_argument("--browser", action="store_true")

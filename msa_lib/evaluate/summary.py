@@ -15,8 +15,10 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 # (summary CSV, title, key columns, metric columns shown) — metrics are the "mean ± std" text columns
 SECTIONS = (
     ("mosi_unimodal_summary.csv", "Unimodal baselines (notebook 02)", None, ("acc2", "f1_macro", "f1_weighted")),
+    ("zh_unimodal_summary.csv", "Chinese reviews, text only (notebook 02)", None, ("acc2", "f1_macro")),
     ("mosi_fusion_summary.csv", "CMU-MOSI fusion comparison, test, 5 seeds (notebook 03)", None,
      ("acc2", "f1_macro", "f1_weighted")),
+    ("mosi_ablation_summary.csv", "CMU-MOSI modality ablation, early fusion (notebook 03)", None, ("acc2", "f1_macro")),
     ("cross_lingual_summary.csv", "Cross-lingual transfer English -> Chinese (notebook 04)", None, ("acc", "f1_macro")),
     ("few_shot_summary.csv", "Few-shot rehearsal (notebook 05)", None, ("acc", "f1_macro")),
     ("ravdess_decision_fusion_summary.csv", "RAVDESS decision fusion, actors 21-24 held out (notebook 07)", None,

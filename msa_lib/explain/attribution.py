@@ -490,6 +490,26 @@ def token_attention_agreement(attention: dict, token: TokenAttribution, modality
     return out
 
 
+def token_attention_top1(attention: dict, token: TokenAttribution, modality: str = "text") -> dict[str, float]:
+    """Per method of :func:`token_attention_agreement`: 1.0 when the token with the most attention is
+    the token with the largest |attribution|, else 0.0 (methods the sample lacks are left out)."""
+    from .attention import parse_key, token_importance
+
+    n = len(np.asarray(token.content))
+    candidates = [("rollout", "rollout", None), ("last_layer", "last_layer", None)]
+    candidates += [(f"cross:{parse_key(k).query}", "cross", parse_key(k).query) for k in attention
+                   if parse_key(k).kind == "cross" and parse_key(k).key == modality]
+    out = {}
+    for name, method, query in candidates:
+        try:
+            imp = token_importance(attention, modality, None, method, query=query)
+        except KeyError:
+            continue
+        if len(imp) == n:
+            out[name] = float(top_token_agreement(imp, token))
+    return out
+
+
 def top_token_agreement(attention_importance: np.ndarray, token: TokenAttribution) -> bool:
     """Whether the transcript token with the most attention is also the one with the largest |attribution|."""
     content = np.asarray(token.content, bool)

@@ -287,7 +287,7 @@ def plot_expression_timeline(probs: np.ndarray, times: np.ndarray, labels: Seque
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 2.5))
     probs = np.asarray(probs, dtype=np.float64)
-    colors = cm.get_cmap("tab10")
+    colors = plt.get_cmap("tab10")
     for j, name in enumerate(labels):
         ax.plot(times, probs[:, j], label=name, color=colors(j), lw=1.4, marker=".", ms=3)
     ax.set_ylim(0, 1)

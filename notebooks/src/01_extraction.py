@@ -19,7 +19,7 @@
 # %% tags=["parameters"]
 smoke = False
 reports_dir = "reports"  # project-relative
-asr_backends = ["faster-whisper", "openai-whisper"]  # the first one's features are saved
+asr_backends = ["faster-whisper", "openai-whisper"]  # features of the first backend are saved
 fps = 5.0  # video frames sampled per second for the face features
 use_cache = False  # True reuses finished clips (their timings are then those of the run that made them)
 

@@ -32,11 +32,11 @@ max_epochs = 30
 settings = ["source_only", "translation_aug", "nce_xl", "nce_xl_audio", "nce_xl_vision", "nce_xl_both", "nce_inter", "nce_all"]
 zh_eval_max = None  # cap on Chinese test reviews (smoke runs: a stratified subset)
 zh_train_max = None  # cap on unlabelled Chinese train reviews (centring, EM prior)
-text_input = "pooled"  # "pooled" (frozen e5 sentence vector) | "tokens" (fine-tune e5's top 4 layers; slow)
+text_input = "pooled"  # "pooled" (frozen e5 sentence vector) | "tokens" (fine-tune the top 4 e5 layers; slow)
 nce_weight = 0.5
 inter_weight = 0.2
 temperature = 0.1
-whisper_clips = True  # translate the Chinese demo clips' speech with Whisper (qualitative check)
+whisper_clips = True  # translate the speech of the Chinese demo clips with Whisper (qualitative check)
 torch_threads = 1  # tiny models: one thread is faster than two on a shared 2-core machine
 
 # %%

@@ -30,12 +30,12 @@ smoke = False
 reports_dir = "reports"  # project-relative
 seeds = [0, 1, 2, 3, 4]
 max_clips = None  # None: all 1440 recordings; a number: a stratified subset covering every actor and emotion
-whisper_window_seconds = 30.0  # Whisper's own input size; shorter is faster but drifts from training
+whisper_window_seconds = 30.0  # the input size of Whisper; shorter is faster but drifts from training
 whisper_poolings = ["mean", "mean_std"]
 audio_classifiers = ["logreg"]  # candidates; the validation actors pick one per branch and seed
 visual_classifiers = ["logreg", "svm"]
-noise_levels = [0.5, 1.0, 2.0, 4.0]  # Gaussian noise on one branch's input, in train standard deviations
-flatten_levels = [0.5, 0.8, 0.95]  # one branch's probabilities blended towards uniform
+noise_levels = [0.5, 1.0, 2.0, 4.0]  # Gaussian noise on the input of one branch, in train standard deviations
+flatten_levels = [0.5, 0.8, 0.95]  # probabilities of one branch blended towards uniform
 max_epochs = 400  # BCE detection heads (full-batch epochs)
 num_threads = 2
 

@@ -1,0 +1,265 @@
+"""Sentiment of raw clips with the bilingual default model (``msa predict``).
+
+>>> p = Predictor.load()                      # models/default (train: python -m msa_lib.predict.train_default)
+>>> p.predict(["data/clips/chsims_video_0001_0001.mp4"])[0]["label"]
+
+Per clip the extraction pipeline (:func:`msa_lib.extract.pipeline.extract`) gives the ASR transcript and
+language, the e5 pooled sentence vector, frame-level prosody and per-frame facial-expression
+probabilities; each branch of the default model turns its part into a score in [-1, 1], and the scores
+of the modalities present are averaged with the model's fusion weights renormalised over them.
+
+Bad input never raises: a missing, unreadable or non-media file gets ``status = "error"`` and a message;
+a clip without speech or without a face is predicted from what is present (``missing`` says what is
+not). The extraction models stay loaded in the process (the pipeline's module cache), so a warm
+:class:`Predictor` only pays the per-clip work.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..paths import project_path
+from ..utils import get_logger
+from .train_default import DEFAULT_MODEL_DIR, linear_proba
+
+log = get_logger("predict")
+
+MODALITIES = ("text", "audio", "face")
+LABELS = ("SNEG", "WNEG", "NEUT", "WPOS", "SPOS")
+
+
+class ModelNotFound(FileNotFoundError):
+    pass
+
+
+def score_to_label(score: float, cuts: Sequence[float] = (-0.7, -0.1, 0.1, 0.7)) -> str:
+    """SIMS-style right-closed intervals: (-inf, -0.7] SNEG, (-0.7, -0.1] WNEG, (-0.1, 0.1] NEUT, ..."""
+    return LABELS[int(np.searchsorted(np.asarray(cuts), score, side="left"))]
+
+
+def fuse(scores: dict[str, float | None], weights: dict[str, float]) -> dict:
+    """Weighted average of the available scores with the weights renormalised over them.
+
+    Returns ``{"score", "weights" (renormalised, present modalities), "contributions" (weight * score,
+    summing to the score), "missing"}``; score is None when no modality is present."""
+    present = {m: float(s) for m, s in scores.items() if s is not None and np.isfinite(s) and weights.get(m, 0) > 0}
+    missing = [m for m in scores if m not in present]
+    total = sum(weights[m] for m in present)
+    if not present or total <= 0:
+        return {"score": None, "weights": {}, "contributions": {}, "missing": missing}
+    w = {m: weights[m] / total for m in present}
+    contrib = {m: w[m] * present[m] for m in present}
+    return {"score": float(np.clip(sum(contrib.values()), -1, 1)), "weights": w, "contributions": contrib,
+            "missing": missing}
+
+
+class Predictor:
+    def __init__(self, model_dir: Path, config: dict, text: dict, audio: dict, use_cache: bool = False,
+                 fps: float | None = None):
+        self.model_dir = Path(model_dir)
+        self.config = config
+        self.text = text
+        self.audio = audio
+        self.weights = dict(config["fusion"]["weights"])
+        self.face_valence = np.array([config["face"]["valence"][k] for k in config["face"]["expression_labels"]])
+        self.cuts = tuple(config["labels"]["cuts"])
+        self.extract_config = self._extract_config(fps if fps is not None else config["extract"]["fps"], use_cache)
+        self._loaded = False
+
+    # ------------------------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, model_dir: str | os.PathLike | None = None, use_cache: bool = False,
+             fps: float | None = None) -> "Predictor":
+        """Read a model folder written by :mod:`msa_lib.predict.train_default` (default ``models/default``)."""
+        path = project_path(model_dir or DEFAULT_MODEL_DIR)
+        cfg_file = path / "config.json"
+        if not cfg_file.is_file():
+            raise ModelNotFound(f"{path}: no default model here (config.json missing); train it with "
+                                "`msa train-default` (python -m msa_lib.predict.train_default)")
+        config = json.loads(cfg_file.read_text())
+        arrays = {}
+        for branch in ("text", "audio"):
+            with np.load(path / config[branch]["file"]) as npz:
+                arrays[branch] = {k: npz[k] for k in npz.files}
+        return cls(path, config, arrays["text"], arrays["audio"], use_cache=use_cache, fps=fps)
+
+    def _extract_config(self, fps: float, use_cache: bool):
+        from ..extract.media import MediaConfig
+        from ..extract.pipeline import ExtractConfig
+        from ..extract.visual import VisualFeatureConfig
+
+        return ExtractConfig(
+            modalities=("text", "audio", "vision"), audio_features=("prosody",),
+            supported_languages=tuple(self.config["extract"].get("supported_languages", ("zh", "en"))),
+            media=replace(MediaConfig(), fps=fps),
+            # the face branch only needs the expression probabilities: skip the HoG descriptors
+            visual=VisualFeatureConfig(use_hog=False, allow_no_face=False),
+            use_cache=use_cache)
+
+    def warm_up(self) -> dict[str, float]:
+        """Load every extraction model now (once per process); returns the seconds each load took."""
+        from ..extract.pipeline import init_worker, load_models, threads_per_worker
+
+        init_worker(threads_per_worker(1))  # as extract() does for one local worker (all cores)
+        seconds = load_models(self.extract_config)
+        self._loaded = True
+        return seconds
+
+    # ---------------------------------------------------------------------------------- branches
+    def text_score(self, pooled: np.ndarray) -> float | None:
+        pooled = np.asarray(pooled, np.float64)
+        if pooled.size == 0 or not np.isfinite(pooled).all():
+            return None
+        return float(2 * linear_proba(self.text, pooled.reshape(1, -1))[0] - 1)
+
+    def audio_score(self, frames: np.ndarray, names: list[str]) -> float | None:
+        from ..extract.audio import summarize
+
+        frames = np.asarray(frames, np.float64)
+        if frames.ndim != 2 or len(frames) == 0:
+            return None
+        vec, _ = summarize(frames, names, functionals=tuple(self.config["audio"]["functionals"]))
+        if len(vec) != len(self.audio["mean"]):
+            raise ValueError(f"audio features have {len(vec)} values, the model expects {len(self.audio['mean'])}")
+        return float(2 * linear_proba(self.audio, np.nan_to_num(vec)[None])[0] - 1)
+
+    def face_score(self, frames: np.ndarray, columns: list[int]) -> tuple[float | None, int]:
+        frames = np.asarray(frames, np.float64)
+        if frames.ndim != 2 or len(frames) == 0 or not columns:
+            return None, 0
+        probs = frames[:, columns]
+        keep = np.isfinite(probs).all(axis=1)  # masked (no-face) frames are NaN rows
+        if not keep.any():
+            return None, 0
+        per_frame = probs[keep] @ self.face_valence
+        return float(np.clip(per_frame.mean(), -1, 1)), int(keep.sum())
+
+    # -------------------------------------------------------------------------------- prediction
+    def predict(self, paths: Sequence[str | os.PathLike] | str | os.PathLike, progress: bool = False) -> list[dict]:
+        """One dict per input path, in input order (see the module docstring)."""
+        from ..extract.errors import MissingToolError
+        from ..extract.pipeline import ClipInput, extract
+
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
+        started = time.perf_counter()
+        results: list[dict | None] = [None] * len(paths)
+        clips = []
+        for i, p in enumerate(paths):
+            path = Path(p).expanduser()
+            base = {"clip": str(p), "path": str(path)}
+            if not path.exists():
+                results[i] = {**base, "status": "error", "error": f"{p}: file not found"}
+            elif path.is_dir():
+                results[i] = {**base, "status": "error", "error": f"{p}: is a folder, expected a video or audio file"}
+            elif not os.access(path, os.R_OK):
+                results[i] = {**base, "status": "error", "error": f"{p}: file is not readable (permission denied)"}
+            else:
+                clips.append((i, ClipInput(str(path), f"clip{i:04d}")))
+        if clips:
+            if not self._loaded:
+                try:
+                    self.warm_up()
+                except MissingToolError:
+                    raise
+                except Exception as exc:  # the clips then report the problem themselves
+                    log.warning("loading the extraction models failed: %s: %s", type(exc).__name__, exc)
+            try:
+                ds = extract([c for _, c in clips], self.extract_config, progress=progress, name="predict")
+            except MissingToolError:
+                raise  # ffmpeg missing: a setup problem, reported once by the caller
+            except Exception as exc:  # never a traceback for the user: every clip gets the message
+                log.exception("extraction failed")
+                for i, _ in clips:
+                    results[i] = {"clip": str(paths[i]), "path": str(paths[i]), "status": "error",
+                                  "error": f"extraction failed: {type(exc).__name__}: {exc}"}
+                ds = None
+            if ds is not None:
+                rows = {cid: k for k, cid in enumerate(ds.ids)}
+                fail = {f["clip_id"]: f for f in ds.failures if f["kind"] == "failed"}
+                for i, clip in clips:
+                    if clip.clip_id in rows:
+                        try:
+                            results[i] = self._predict_row(ds, rows[clip.clip_id], str(paths[i]))
+                        except Exception as exc:
+                            log.exception("prediction failed for %s", paths[i])
+                            results[i] = {"clip": str(paths[i]), "path": clip.path, "status": "error",
+                                          "error": f"prediction failed: {type(exc).__name__}: {exc}"}
+                    else:
+                        f = fail.get(clip.clip_id, {})
+                        results[i] = {"clip": str(paths[i]), "path": clip.path, "status": "error",
+                                      "error": _clean_error(f.get("error", "extraction produced no result"))}
+        log.debug("predicted %d clips in %.2f s", len(paths), time.perf_counter() - started)
+        return results  # type: ignore[return-value]
+
+    def _predict_row(self, ds, k: int, name: str) -> dict:
+        extra = ds.extra[k] or {}
+        missing = dict(extra.get("missing") or {})
+        scores: dict[str, float | None] = {}
+        details: dict[str, dict] = {}
+        if "text_pooled" in ds.features:
+            scores["text"] = self.text_score(ds.features["text_pooled"][k])
+        if "audio" in ds.features:
+            spec = ds.meta.modalities["audio"]
+            scores["audio"] = self.audio_score(ds.features["audio"][k], list(spec.feature_names))
+        if "vision" in ds.features:
+            cols = ds.meta.modalities["vision"].groups.get("expression", [])
+            scores["face"], n_face = self.face_score(ds.features["vision"][k], cols)
+            details["face"] = {"face_frames": n_face, "frames": extra.get("n_frames"),
+                               "face_ratio": extra.get("face_ratio")}
+        for m in MODALITIES:
+            scores.setdefault(m, None)
+        fused = fuse(scores, self.weights)
+        reasons = {"text": missing.get("text"), "audio": missing.get("audio"), "face": missing.get("vision")}
+        missing_out = {m: reasons.get(m) or "not extracted" for m in fused["missing"]}
+        modalities = {m: {"score": _r(scores[m]), "weight": _r(fused["weights"].get(m)),
+                          "contribution": _r(fused["contributions"].get(m)), **details.get(m, {})}
+                      for m in MODALITIES}
+        out = {"clip": name, "path": extra.get("path", name), "status": "ok",
+               "label": score_to_label(fused["score"], self.cuts) if fused["score"] is not None else None,
+               "score": _r(fused["score"]), "language": ds.language[k] if ds.language[k] != "unknown" else None,
+               "language_probability": _r(extra.get("language_probability")),
+               "transcript": str(ds.raw_text[k] or ""), "duration_s": _r(extra.get("duration")),
+               "modalities": modalities, "missing": missing_out,
+               "extract_s": _r(extra.get("wall_s"))}
+        if fused["score"] is None:
+            out.update(status="error", error="no modality could be scored: "
+                       + "; ".join(f"{m}: {why}" for m, why in missing_out.items()))
+        return out
+
+
+def _r(x, nd: int = 4):
+    return None if x is None else round(float(x), nd)
+
+
+def _clean_error(msg: str) -> str:
+    return str(msg).strip().splitlines()[0] if msg else "unknown error"
+
+
+def format_table(results: list[dict]) -> str:
+    """Human-readable table of :meth:`Predictor.predict` results."""
+    header = f"{'clip':<34} {'label':<5} {'score':>6}  {'lang':<4} {'text':>6} {'audio':>6} {'face':>6}  transcript / error"
+    lines = [header, "-" * len(header)]
+    for r in results:
+        name = Path(r["clip"]).name
+        name = name if len(name) <= 34 else "..." + name[-31:]
+        if r.get("status") != "ok":
+            lines.append(f"{name:<34} {'ERROR':<5} {'':>6}  {'':<4} {'':>6} {'':>6} {'':>6}  {r.get('error', '')}")
+            continue
+
+        def cell(m):
+            s = r["modalities"][m]["score"]
+            return f"{s:+.2f}" if s is not None else "-"
+
+        text = r["transcript"] if len(r["transcript"]) <= 60 else r["transcript"][:57] + "..."
+        lines.append(f"{name:<34} {r['label']:<5} {r['score']:+6.2f}  {(r['language'] or '?'):<4} "
+                     f"{cell('text'):>6} {cell('audio'):>6} {cell('face'):>6}  {text}")
+        if r["missing"]:
+            lines.append(f"{'':<34} missing: " + "; ".join(f"{m} ({why})" for m, why in r["missing"].items()))
+    return "\n".join(lines)

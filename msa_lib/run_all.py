@@ -1,0 +1,91 @@
+"""The main job: regenerate every report on the default data, in order, stopping at the first failing
+step and naming it (``bash run_all.sh`` sets up the environment and calls this).
+
+Steps: the numbered notebooks (papermill; executed copies in ``reports/notebooks/``), the default
+prediction model (``models/default/``), the benchmarks (``reports/benchmarks/*.json``) and the summary
+(``reports/SUMMARY.md`` and the results block of README.md).
+
+    python -m msa_lib.run_all                      # everything
+    python -m msa_lib.run_all --steps notebooks    # one or more steps
+    python -m msa_lib.run_all --smoke              # small parameters; writes under .cache/ only
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+
+from .notebook_runner import NOTEBOOKS, SMOKE_REPORTS_DIR, NotebookFailed, run_notebooks
+from .paths import PROJECT_ROOT
+
+STEPS = ("notebooks", "default_model", "benchmarks", "summary")
+SMOKE_MODEL_DIR = ".cache/smoke_models/default"
+
+
+def _python(*args: str) -> None:
+    cmd = [sys.executable, *args]
+    print(f"[run] {' '.join(args)}", flush=True)
+    subprocess.run(cmd, cwd=PROJECT_ROOT, check=True)
+
+
+def step_notebooks(smoke: bool, notebooks=None) -> None:
+    run_notebooks(notebooks or NOTEBOOKS, smoke=smoke)
+
+
+def step_default_model(smoke: bool) -> None:
+    if smoke:
+        _python("-m", "msa_lib.predict.train_default", "--out", SMOKE_MODEL_DIR, "--quick")
+    else:
+        _python("-m", "msa_lib.predict.train_default")
+
+
+def step_benchmarks(smoke: bool) -> None:
+    if smoke:  # exercise the scripts, write next to the smoke reports
+        out = PROJECT_ROOT / SMOKE_REPORTS_DIR / "benchmarks"
+        out.mkdir(parents=True, exist_ok=True)
+        _python("benchmarks/bench_train.py", "--quick", "--out", str(out / "train.json"))
+        return
+    _python("benchmarks/bench_extract.py")
+    _python("benchmarks/bench_train.py")
+    _python("benchmarks/bench_predict.py")
+
+
+def step_summary(smoke: bool) -> None:
+    from .evaluate import summary
+
+    if smoke:
+        print(summary.write(SMOKE_REPORTS_DIR, readme=None))
+    else:
+        print(summary.write("reports", readme="README.md"))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="small parameters; outputs under .cache/")
+    parser.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS))
+    parser.add_argument("--notebooks", nargs="+", choices=NOTEBOOKS, default=None,
+                        help="only these notebooks in the notebooks step")
+    args = parser.parse_args(argv)
+    actions = {"notebooks": lambda: step_notebooks(args.smoke, args.notebooks),
+               "default_model": lambda: step_default_model(args.smoke),
+               "benchmarks": lambda: step_benchmarks(args.smoke),
+               "summary": lambda: step_summary(args.smoke)}
+    started = time.time()
+    for step in (s for s in STEPS if s in args.steps):
+        t0 = time.time()
+        print(f"== step {step} ==", flush=True)
+        try:
+            actions[step]()
+        except (NotebookFailed, subprocess.CalledProcessError) as exc:
+            print(f"ERROR: step '{step}' failed: {exc}", file=sys.stderr)
+            print(f"Resume from it with: python -m msa_lib.run_all --steps "
+                  f"{' '.join(STEPS[STEPS.index(step):])}{' --smoke' if args.smoke else ''}", file=sys.stderr)
+            return 1
+        print(f"== step {step} done in {time.time() - t0:.0f} s ==", flush=True)
+    print(f"run_all finished in {(time.time() - started) / 60:.1f} min", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
