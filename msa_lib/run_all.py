@@ -51,13 +51,31 @@ def step_benchmarks(smoke: bool) -> None:
     _python("benchmarks/bench_predict.py")
 
 
+DEMO_CLIPS = ("data/clips/chsims_video_0001_0001.mp4", "data/clips/chsims_video_0001_0008.mp4",
+              "data/clips/mosi_0h-zjBukYpk_1.mp4", "data/clips/mosi_0h-zjBukYpk_2.mp4")
+
+
+def predict_demo(model_dir: str) -> str:
+    """``msa predict`` on the shipped clips, as a user would type it; returns command + output."""
+    args = ["predict", *DEMO_CLIPS, "--model-dir", model_dir]
+    done = subprocess.run([sys.executable, "-m", "msa_lib.cli", *args], cwd=PROJECT_ROOT, check=True,
+                          capture_output=True, text=True)
+    shown = ["predict", *DEMO_CLIPS] if model_dir == "models/default" else args
+    return f"$ msa {' '.join(shown)}\n{done.stdout.rstrip()}\n"
+
+
 def step_summary(smoke: bool) -> None:
     from .evaluate import summary
 
     if smoke:
         print(summary.write(SMOKE_REPORTS_DIR, readme=None))
-    else:
-        print(summary.write("reports", readme="README.md"))
+        print(predict_demo(SMOKE_MODEL_DIR))
+        return
+    print(summary.write("reports", readme="README.md"))
+    demo = predict_demo("models/default")
+    (PROJECT_ROOT / "reports" / "predict_demo.txt").write_text(demo)
+    summary.replace_block(PROJECT_ROOT / "README.md", "predict", f"```text\n{demo}```\n")
+    print(demo)
 
 
 def main(argv=None) -> int:
@@ -83,7 +101,9 @@ def main(argv=None) -> int:
                   f"{' '.join(STEPS[STEPS.index(step):])}{' --smoke' if args.smoke else ''}", file=sys.stderr)
             return 1
         print(f"== step {step} done in {time.time() - t0:.0f} s ==", flush=True)
-    print(f"run_all finished in {(time.time() - started) / 60:.1f} min", flush=True)
+    where = SMOKE_REPORTS_DIR if args.smoke else "reports"
+    print(f"run_all finished in {(time.time() - started) / 60:.1f} min; reports in {PROJECT_ROOT / where}/ "
+          f"(SUMMARY.md, results/, figures/, notebooks/, benchmarks/)", flush=True)
     return 0
 
 

@@ -116,3 +116,16 @@ def clip_paths(clips_dir, clip_manifest) -> list[Path]:
     if missing:
         pytest.skip(f"clips listed in manifest.csv are missing: {missing}")
     return paths
+
+
+@pytest.fixture(scope="module")
+def data():
+    """16 synthetic samples with text / audio / vision sequences (model and explain tests)."""
+    from dataset_factory import make_dataset
+
+    return make_dataset(n=16, max_len=6)
+
+
+@pytest.fixture(scope="module")
+def dims(data):
+    return {m: data.meta.modalities[m].dim for m in data.modalities}

@@ -17,15 +17,6 @@ TINY = ModelConfig(encoder_overrides={"hidden": 16, "layers": 2, "heads": 2},
                    fusion=FusionConfig(dim=16, heads=2, mult_dim=8, mult_layers=1, windows=2))
 
 
-@pytest.fixture(scope="module")
-def data():
-    return make_dataset(n=16, max_len=6)
-
-
-@pytest.fixture(scope="module")
-def dims(data):
-    return {m: data.meta.modalities[m].dim for m in data.modalities}
-
 
 def batch_of(ds, n=8):
     return next(iter(make_loader(ds, None, batch_size=n)))

@@ -18,15 +18,6 @@ TINY = ModelConfig(encoder_overrides={"hidden": 16, "layers": 1, "heads": 2},
                    fusion=FusionConfig(dim=16, heads=2, mult_dim=8, mult_layers=1, windows=3))
 
 
-@pytest.fixture(scope="module")
-def data():
-    return make_dataset(n=16, max_len=6)
-
-
-@pytest.fixture(scope="module")
-def dims(data):
-    return {m: data.meta.modalities[m].dim for m in data.modalities}
-
 
 def first_batch(ds, n=8, modalities=None):
     return next(iter(make_loader(ds, modalities, batch_size=n)))

@@ -36,6 +36,8 @@ def map_unordered(fn: Callable, items: Iterable, executor: str = "local", worker
     items = list(items)
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
+    if not items:  # e.g. every clip already cached: no cluster to start
+        return
     if executor == "local":
         yield from _local(fn, items, workers, initializer, initargs)
     elif executor == "dask":
