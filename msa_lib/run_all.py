@@ -35,7 +35,8 @@ def step_notebooks(smoke: bool, notebooks=None) -> None:
 
 def step_default_model(smoke: bool) -> None:
     if smoke:
-        _python("-m", "msa_lib.predict.train_default", "--out", SMOKE_MODEL_DIR, "--quick")
+        _python("-m", "msa_lib.predict.train_default", "--out", SMOKE_MODEL_DIR, "--max-text-per-language", "300",
+                "--max-audio-clips", "240")
     else:
         _python("-m", "msa_lib.predict.train_default")
 

@@ -15,14 +15,22 @@ from ..paths import PROJECT_ROOT, project_path
 SECTIONS = (
     ("mosi_unimodal_summary.csv", "Unimodal baselines (notebook 02)", None, ("acc2", "f1_macro", "f1_weighted")),
     ("zh_unimodal_summary.csv", "Chinese reviews, text only (notebook 02)", None, ("acc2", "f1_macro")),
-    ("mosi_fusion_summary.csv", "CMU-MOSI fusion comparison, test (notebook 03)", None,
+    ("mosi_fusion_summary.csv", "CMU-MOSI fusion comparison, test (notebook 03)", ("model",),
      ("acc2", "f1_macro", "f1_weighted")),
     ("mosi_ablation_summary.csv", "CMU-MOSI modality ablation, early fusion (notebook 03)", None, ("acc2", "f1_macro")),
     ("cross_lingual_summary.csv", "Cross-lingual transfer English -> Chinese (notebook 04)", None, ("acc", "f1_macro")),
-    ("few_shot_summary.csv", "Few-shot rehearsal (notebook 05)", None, ("acc", "f1_macro")),
-    ("ravdess_decision_fusion_summary.csv", "RAVDESS decision fusion, actors 21-24 held out (notebook 07)", None,
+    ("few_shot_summary.csv", "Few-shot rehearsal (notebook 05)", ("method", "k_percent", "eval_set"),
      ("acc", "f1_macro")),
+    ("ravdess_decision_fusion_summary.csv", "RAVDESS decision fusion, actors 21-24 held out, clean inputs "
+     "(notebook 07)", ("branch_or_rule", "kind"), ("acc", "f1_macro")),
 )
+
+
+# rows shown per summary file (the full tables stay in reports/results/)
+ROW_FILTERS = {"ravdess_decision_fusion_summary.csv": {"scenario": "clean"},
+               "cross_lingual_summary.csv": {"prior": "source"}}
+# benchmark files written without a "headline": the top-level keys to show
+FALLBACK_HEADLINES = {"predict": ("clip_seconds", "cold_s", "warm_s", "target_warm_s", "meets_target")}
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
@@ -37,6 +45,9 @@ def section(path: Path, title: str, keys, metrics) -> str | None:
     if not path.exists():
         return None
     frame = pd.read_csv(path)
+    for column, value in ROW_FILTERS.get(path.name, {}).items():  # keep README tables readable
+        if column in frame.columns:
+            frame = frame[frame[column] == value]
     shown = [m for m in metrics if m in frame.columns]
     keys = list(keys) if keys else [c for c in frame.columns
                                     if not pd.api.types.is_numeric_dtype(frame[c]) and c not in shown
@@ -53,7 +64,8 @@ def benchmark_section(folder: Path) -> str | None:
             data = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        headline = data.get("headline") or {}
+        headline = data.get("headline") or {f"{path.stem}: {k}": data[k] for k in FALLBACK_HEADLINES.get(path.stem, ())
+                                             if k in data}
         for key, value in headline.items():
             rows.append({"benchmark": path.stem, "measure": key, "value": value})
     if not rows:
