@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import sys
 import time
@@ -40,6 +39,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
+import _machine  # noqa: E402
+from _machine import load_average  # noqa: E402
 from msa_lib.extract.asr import ASRConfig, Transcriber, _top  # noqa: E402
 from msa_lib.extract.executors import threads_per_worker  # noqa: E402
 from msa_lib.extract.media import MediaConfig, extract_audio, extract_frames, probe  # noqa: E402
@@ -119,13 +120,6 @@ def load_all_models(configs: list[ExtractConfig]) -> dict[str, float]:
         for name, seconds in load_models(cfg).items():
             loads[name] = max(loads.get(name, 0.0), seconds)  # 0 when an earlier setting loaded it
     return loads
-
-
-def load_average() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
 
 
 def cpu_seconds() -> float:
@@ -259,27 +253,16 @@ def machine_info(threads: int) -> dict:
     import transformers
     import whisper
 
-    cpu_model = ""
-    try:
-        cpu_model = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "")
-    except OSError:
-        pass
     import subprocess
 
     ffmpeg = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True).stdout.splitlines()[:1]
-    return {
-        "cpu_count": os.cpu_count(),
-        "cpus_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "cpu_model": cpu_model,
-        "torch_threads": torch.get_num_threads(),
-        "ctranslate2_threads": threads,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "versions": {"torch": torch.__version__, "ctranslate2": ctranslate2.__version__,
-                     "faster_whisper": faster_whisper.__version__, "openai_whisper": whisper.__version__,
-                     "mediapipe": mediapipe.__version__, "transformers": transformers.__version__,
-                     "numpy": numpy.__version__, "ffmpeg": ffmpeg[0] if ffmpeg else None},
-    }
+    return _machine.machine_info(
+        cpus_available=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        ctranslate2_threads=threads,
+        versions={"torch": torch.__version__, "ctranslate2": ctranslate2.__version__,
+                  "faster_whisper": faster_whisper.__version__, "openai_whisper": whisper.__version__,
+                  "mediapipe": mediapipe.__version__, "transformers": transformers.__version__,
+                  "numpy": numpy.__version__, "ffmpeg": ffmpeg[0] if ffmpeg else None})
 
 
 # ----------------------------------------------------------------------------------------- main

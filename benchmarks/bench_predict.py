@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from _machine import load_average, machine_info  # noqa: E402
 from msa_lib.paths import BENCHMARKS_DIR, DATA_DIR  # noqa: E402
 
 SOURCE_CLIP = DATA_DIR / "clips" / "mosi_0h-zjBukYpk_2.mp4"
@@ -58,27 +58,6 @@ def duration(path: Path) -> float:
     return float(out.strip())
 
 
-def load_average():
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
-
-
-def machine_info() -> dict:
-    import numpy
-    import torch
-
-    cpu_model = ""
-    try:
-        cpu_model = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "")
-    except OSError:
-        pass
-    return {"cpu_count": os.cpu_count(), "cpu_model": cpu_model, "torch_threads": torch.get_num_threads(),
-            "platform": platform.platform(), "python": platform.python_version(),
-            "versions": {"torch": torch.__version__, "numpy": numpy.__version__}}
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeat", type=int, default=3)
@@ -86,6 +65,9 @@ def main(argv=None) -> int:
     ap.add_argument("--model-dir", default=None)
     ap.add_argument("--out", default=str(BENCHMARKS_DIR / "predict.json"))
     args = ap.parse_args(argv)
+
+    import numpy as np
+    import torch
 
     from msa_lib.predict.predictor import Predictor
 
@@ -136,7 +118,7 @@ def main(argv=None) -> int:
         "prediction": {k: first.get(k) for k in ("status", "label", "score", "language", "transcript")},
         "settings": {"face_fps": predictor.extract_config.media.fps, "asr": "faster-whisper base",
                      "extraction_cache": False, "modalities": ["text", "audio", "face"]},
-        "machine": machine_info(),
+        "machine": machine_info(versions={"torch": torch.__version__, "numpy": np.__version__}),
         "load_average_start": load_start,
         "load_average_end": load_average(),
         "note": "2-core machine shared with other jobs during the run: see load averages",

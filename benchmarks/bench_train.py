@@ -15,7 +15,6 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import platform
 import resource
 import sys
 import time
@@ -23,6 +22,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _machine import load_average, machine_info  # noqa: E402
 
 OUT = ROOT / "reports" / "benchmarks" / "train.json"
 
@@ -80,9 +81,8 @@ def main(argv=None) -> int:
     result = {
         "command": "python benchmarks/bench_train.py" + (" --quick" if args.quick else ""),
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "machine": {"cpu_count": os.cpu_count(), "torch_threads": args.threads, "platform": platform.platform(),
-                    "python": platform.python_version()},
-        "load_average": list(os.getloadavg()),
+        "machine": machine_info(torch_threads=args.threads),  # threads of the spawned training processes
+        "load_average": load_average(),
         "device": "cpu",
         "models": rows,
         "headline": {

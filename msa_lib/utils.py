@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import re
@@ -49,3 +50,22 @@ def normalize_transcript(text: str) -> str:
     sub-word vocabularies split capitals into many rare pieces."""
     text = re.sub(r"\s+", " ", str(text or "")).strip()
     return text.lower() if text.isupper() else text
+
+
+def as_text_list(texts, error: type[Exception] = ValueError) -> list[str]:
+    """``texts`` as a list of strings (None / NaN -> ""); anything else raises ``error``."""
+    if isinstance(texts, (str, bytes)):
+        raise error("expected a list of texts, got a single string; wrap it in a list")
+    try:
+        items = list(texts)
+    except TypeError as exc:
+        raise error(f"expected a list of texts, got {type(texts).__name__}") from exc
+    out = []
+    for i, t in enumerate(items):
+        if t is None or (isinstance(t, float) and math.isnan(t)):
+            out.append("")  # a missing transcript (e.g. NaN from pandas) is empty text
+        elif isinstance(t, str):
+            out.append(t)
+        else:
+            raise error(f"text #{i} is a {type(t).__name__} ({t!r:.60}), expected a string")
+    return out

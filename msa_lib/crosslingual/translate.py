@@ -39,7 +39,7 @@ import numpy as np
 
 from ..paths import cache_dir
 from ..pretrained import ModelNotAvailable, downloads_allowed, is_local_path
-from ..utils import get_logger
+from ..utils import as_text_list, get_logger
 
 log = get_logger("crosslingual.translate")
 
@@ -61,20 +61,6 @@ def normalize_lang(code: str) -> str:
         raise TranslationError(f"language code must be a non-empty string, got {code!r}")
     c = code.strip().lower().replace("_", "-")
     return _LANG_ALIASES.get(c, _LANG_ALIASES.get(c.split("-")[0], c.split("-")[0]))
-
-
-def _text_list(texts) -> list[str]:
-    if isinstance(texts, (str, bytes)):
-        raise TranslationError("translate() takes a list of texts, got a single string; wrap it in a list")
-    out = []
-    for i, t in enumerate(texts):
-        if t is None or (isinstance(t, float) and math.isnan(t)):
-            out.append("")
-        elif isinstance(t, str):
-            out.append(t)
-        else:
-            raise TranslationError(f"text #{i} is a {type(t).__name__}, expected a string")
-    return out
 
 
 # ---------------------------------------------------------------------------------------------- cache
@@ -144,7 +130,7 @@ class Translator:
     def translate(self, texts, src: str, tgt: str) -> list[str]:
         """Translate each text from ``src`` to ``tgt``; cached translations are reused."""
         src, tgt = self._check_pair(src, tgt)
-        items = list(texts) if not isinstance(texts, (str, bytes)) else _text_list(texts)
+        items = list(texts) if not isinstance(texts, (str, bytes)) else as_text_list(texts, TranslationError)
         keyed = [self._cache_text(t) for t in items]
         if self.cache is None:
             return self._translate_uncached(items, src, tgt)
@@ -526,7 +512,7 @@ class DictionaryTranslator(Translator):
         return _join(out)
 
     def _translate_uncached(self, texts, src, tgt):
-        texts = _text_list(texts)
+        texts = as_text_list(texts, TranslationError)
         fn = self._zh_to_en if src == "zh" else self._en_to_zh
         return [fn(t) for t in texts]
 
@@ -611,7 +597,7 @@ class Seq2SeqTranslator(Translator):
     def _translate_uncached(self, texts, src, tgt):
         import torch
 
-        texts = _text_list(texts)
+        texts = as_text_list(texts, TranslationError)
         out: list[str] = []
         device = next(self.model.parameters()).device
         gen_kwargs = {"num_beams": self.config.num_beams, "max_length": self.config.max_length}

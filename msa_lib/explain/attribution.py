@@ -130,6 +130,16 @@ def _reference_target(model, batch, scheme) -> tuple[Tensor, Tensor]:
     return prediction_target(out, scheme, cls if kind == "multiclass" else None), cls
 
 
+def _feature_baselines(xs: Sequence[Tensor], modalities: Sequence[str], baselines: dict | None) -> tuple[Tensor, ...]:
+    """Per modality the B x T x D baseline: ``baselines[m]`` (a D vector) broadcast, or zeros."""
+    out = []
+    for m, x in zip(modalities, xs):
+        b = (baselines or {}).get(m)
+        b = torch.zeros(x.shape[-1]) if b is None else torch.as_tensor(np.asarray(b), dtype=x.dtype)
+        out.append(b.to(x.device).expand_as(x).contiguous())
+    return tuple(out)
+
+
 def _prepared(model, batch):
     model.eval()
     return batch_to(batch, _device(model))
@@ -163,13 +173,9 @@ def modality_ablation(model, batch: dict, scheme=None, mode: str = "absent", bas
     elif mode == "baseline":
         fwd = BatchForward(model, batch, mods, scheme)
         xs = tuple(batch["x"][m] for m in mods)
-        bases = []
-        for m, x in zip(mods, xs):
-            b = (baselines or {}).get(m)
-            b = torch.zeros(x.shape[-1]) if b is None else torch.as_tensor(np.asarray(b), dtype=x.dtype)
-            bases.append(b.to(x.device).expand_as(x).contiguous())
+        bases = _feature_baselines(xs, mods, baselines)
         masks = tuple(torch.full((1, 1, 1), i, dtype=torch.long, device=x.device) for i, x in enumerate(xs))
-        attr = FeatureAblation(fwd).attribute(xs, baselines=tuple(bases), feature_mask=masks,
+        attr = FeatureAblation(fwd).attribute(xs, baselines=bases, feature_mask=masks,
                                               additional_forward_args=fwd.extra_args(batch, cls),
                                               perturbations_per_eval=1)
         values = np.stack([a.detach().flatten(1)[:, 0].cpu().numpy() for a in attr], 1)
@@ -226,13 +232,9 @@ def integrated_gradients(model, batch: dict, modalities: Sequence[str], scheme=N
     modalities = list(modalities)
     fwd = BatchForward(model, batch, modalities, scheme)
     xs = tuple(batch["x"][m] for m in modalities)
-    bases = []
-    for m, x in zip(modalities, xs):
-        b = (baselines or {}).get(m)
-        b = torch.zeros(x.shape[-1]) if b is None else torch.as_tensor(np.asarray(b), dtype=x.dtype)
-        bases.append(b.to(x.device).expand_as(x).contiguous())
+    bases = _feature_baselines(xs, modalities, baselines)
     extras = fwd.extra_args(batch, cls)
-    attr, delta = IntegratedGradients(fwd).attribute(xs, baselines=tuple(bases), additional_forward_args=extras,
+    attr, delta = IntegratedGradients(fwd).attribute(xs, baselines=bases, additional_forward_args=extras,
                                                      n_steps=n_steps, internal_batch_size=internal_batch_size,
                                                      return_convergence_delta=True)
     with torch.no_grad():
@@ -462,52 +464,42 @@ def clone_batch(batch: dict) -> dict:
     return copy.deepcopy(batch)
 
 
-def token_attention_agreement(attention: dict, token: TokenAttribution, modality: str = "text") -> dict[str, float]:
-    """Spearman ρ between |token attribution| and attention-based token importance, over the
-    transcript tokens of one sample. ``attention`` holds this sample's maps over its real steps
-    (heads x Tq x Tk, e.g. an :class:`~msa_lib.explain.explorer.ExplainedSample`'s). Methods:
-    ``rollout`` and ``last_layer`` of the modality's self-attention, and ``cross:<q>`` for every
-    cross-attention from another modality ``q`` to the tokens (its row is a distribution over tokens)."""
+def attention_token_importances(attention: dict, modality: str = "text") -> dict[str, np.ndarray]:
+    """Every attention-based token importance of one sample, by method name: ``rollout`` and
+    ``last_layer`` of the modality's self-attention (when it has any), and ``cross:<q>`` for every
+    cross-attention from another modality ``q`` to the modality's steps."""
     from .attention import parse_key, token_importance
 
-    content = np.asarray(token.content, bool)
-    target = np.abs(np.asarray(token.scores, float))[content]
     out = {}
-    n = len(content)
     for method in ("rollout", "last_layer"):
         try:
-            imp = token_importance(attention, modality, None, method)
+            out[method] = token_importance(attention, modality, None, method)
         except KeyError:
             continue
-        if len(imp) == n:
-            out[method] = spearman(imp[content], target)
     for name in attention:
         k = parse_key(name)
         if k.kind == "cross" and k.key == modality:
-            imp = token_importance(attention, modality, None, "cross", query=k.query)
-            if len(imp) == n:
-                out[f"cross:{k.query}"] = spearman(imp[content], target)
+            out[f"cross:{k.query}"] = token_importance(attention, modality, None, "cross", query=k.query)
     return out
+
+
+def token_attention_agreement(attention: dict, token: TokenAttribution, modality: str = "text") -> dict[str, float]:
+    """Spearman ρ between |token attribution| and attention-based token importance, over the
+    transcript tokens of one sample. ``attention`` holds this sample's maps over its real steps
+    (heads x Tq x Tk, e.g. an :class:`~msa_lib.explain.explorer.ExplainedSample`'s); methods as in
+    :func:`attention_token_importances`."""
+    content = np.asarray(token.content, bool)
+    target = np.abs(np.asarray(token.scores, float))[content]
+    return {method: spearman(imp[content], target)
+            for method, imp in attention_token_importances(attention, modality).items() if len(imp) == len(content)}
 
 
 def token_attention_top1(attention: dict, token: TokenAttribution, modality: str = "text") -> dict[str, float]:
     """Per method of :func:`token_attention_agreement`: 1.0 when the token with the most attention is
     the token with the largest |attribution|, else 0.0 (methods the sample lacks are left out)."""
-    from .attention import parse_key, token_importance
-
     n = len(np.asarray(token.content))
-    candidates = [("rollout", "rollout", None), ("last_layer", "last_layer", None)]
-    candidates += [(f"cross:{parse_key(k).query}", "cross", parse_key(k).query) for k in attention
-                   if parse_key(k).kind == "cross" and parse_key(k).key == modality]
-    out = {}
-    for name, method, query in candidates:
-        try:
-            imp = token_importance(attention, modality, None, method, query=query)
-        except KeyError:
-            continue
-        if len(imp) == n:
-            out[name] = float(top_token_agreement(imp, token))
-    return out
+    return {method: float(top_token_agreement(imp, token))
+            for method, imp in attention_token_importances(attention, modality).items() if len(imp) == n}
 
 
 def top_token_agreement(attention_importance: np.ndarray, token: TokenAttribution) -> bool:

@@ -45,6 +45,7 @@ from ..pretrained import (
     package_dir,
     sha256_file,
 )
+from ..utils import as_text_list
 from ..utils import get_logger, normalize_transcript, resolve_device  # noqa: F401 (re-exported)
 
 log = get_logger("extract.text")
@@ -619,22 +620,6 @@ class TokenSequences(NamedTuple):
     tokens: list[list[str]]
 
 
-def _as_text_list(texts) -> list[str]:
-    if isinstance(texts, (str, bytes)):
-        raise TextInputError("expected a list of texts, got a single string; wrap it in a list")
-    try:
-        items = list(texts)
-    except TypeError as exc:
-        raise TextInputError(f"expected a list of texts, got {type(texts).__name__}") from exc
-    out = []
-    for i, t in enumerate(items):
-        if t is None or (isinstance(t, float) and math.isnan(t)):
-            out.append("")  # a missing transcript (e.g. NaN from pandas) is empty text
-        elif isinstance(t, str):
-            out.append(t)
-        else:
-            raise TextInputError(f"text #{i} is a {type(t).__name__} ({t!r:.60}), expected a string")
-    return out
 
 
 class TextEncoder:
@@ -728,7 +713,7 @@ class TextEncoder:
 
     def token_tensors(self, texts: Sequence[str], grad: bool = False) -> tuple[list[torch.Tensor], list[list[str]]]:
         """Token sequences as tensors on the model's device; ``grad=True`` keeps the graph (fine-tuning)."""
-        texts = _as_text_list(texts)
+        texts = as_text_list(texts, TextInputError)
         seqs: list = [None] * len(texts)
         toks: list = [None] * len(texts)
         with torch.set_grad_enabled(grad):
@@ -752,21 +737,24 @@ class TextEncoder:
         seqs, toks = self.token_tensors(texts, grad=False)
         return TokenSequences([s.detach().float().cpu().numpy() for s in seqs], toks)
 
+    def _pool(self, hidden: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
+        """B x D sentence vectors from B x T states: the [CLS] state or the attention-masked mean
+        (per ``config.pooling``), L2-normalised when ``config.normalize``."""
+        if self.config.pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            w = attention.to(hidden.device).unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * w).sum(1) / w.sum(1).clamp_min(1.0)
+        return torch.nn.functional.normalize(pooled, dim=-1) if self.config.normalize else pooled
+
     def pooled_tensor(self, texts: Sequence[str], grad: bool = False) -> torch.Tensor:
         """(N x D) pooled (and, per config, L2-normalised) sentence vectors as a tensor."""
-        texts = _as_text_list(texts)
+        texts = as_text_list(texts, TextInputError)
         parts, rows = [], []
         with torch.set_grad_enabled(grad):
             for idx in self._batches(len(texts), texts, "text pooled"):
                 hidden, _, attention, _ = self._hidden([texts[i] for i in idx])
-                if self.config.pooling == "cls":
-                    pooled = hidden[:, 0]
-                else:
-                    w = attention.unsqueeze(-1).to(hidden.dtype)
-                    pooled = (hidden * w).sum(1) / w.sum(1).clamp_min(1.0)
-                if self.config.normalize:
-                    pooled = torch.nn.functional.normalize(pooled, dim=-1)
-                parts.append(pooled)
+                parts.append(self._pool(hidden, attention))
                 rows.extend(idx)
         if not parts:
             return torch.empty(0, self.dim, device=self.device)
@@ -778,7 +766,7 @@ class TextEncoder:
     def encode_with_pooled(self, texts: Sequence[str]) -> tuple[TokenSequences, np.ndarray]:
         """Token sequences at ``hidden_layer`` (see :meth:`encode_tokens`) and last-layer pooled vectors
         (see :meth:`encode_pooled`) from one forward pass per batch."""
-        texts = _as_text_list(texts)
+        texts = as_text_list(texts, TextInputError)
         seqs: list = [None] * len(texts)
         toks: list = [None] * len(texts)
         pooled = np.zeros((len(texts), self.dim), np.float32)
@@ -788,15 +776,7 @@ class TextEncoder:
                 batch, attention, content = self._tokenize([texts[i] for i in idx])
                 out = self.model(**{k: v.to(self.device) for k, v in batch.items()}, output_hidden_states=True)
                 hidden = out.hidden_states[layer] if layer is not None else out.last_hidden_state
-                last = out.last_hidden_state
-                att = attention.to(last.device)
-                if self.config.pooling == "cls":
-                    vec = last[:, 0]
-                else:
-                    w = att.unsqueeze(-1).to(last.dtype)
-                    vec = (last * w).sum(1) / w.sum(1).clamp_min(1.0)
-                if self.config.normalize:
-                    vec = torch.nn.functional.normalize(vec, dim=-1)
+                vec = self._pool(out.last_hidden_state, attention)
                 keep = (content if self.config.content_tokens_only else attention).clone()
                 keep[~keep.any(dim=1), 0] = True
                 for row, i in enumerate(idx):
@@ -1001,7 +981,7 @@ class PerLanguageTextEncoder(torch.nn.Module):
 
     def encode_raw(self, texts: Sequence[str], languages: Sequence[str]) -> tuple[list, list[list[str]]]:
         """Run each text through its language's encoder: (token tensors, token strings)."""
-        texts = _as_text_list(texts)
+        texts = as_text_list(texts, TextInputError)
         if len(texts) != len(languages):
             raise ValueError(f"{len(texts)} texts but {len(languages)} languages")
         keys = [self.route(lang) for lang in languages]

@@ -164,6 +164,17 @@ class AttentionBlock(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------- encoders
+def run_layers(layers, h: Tensor, mask: Tensor, name: str, return_attention: bool) -> tuple[Tensor, dict[str, Tensor]]:
+    """Apply self-attention ``layers`` in turn; with ``return_attention`` also collect each layer's
+    weights under ``"{name}/layer{i}"`` (the key format :mod:`msa_lib.explain.attention` parses)."""
+    attention = {}
+    for i, layer in enumerate(layers):
+        h, w = layer(h, mask, need_weights=return_attention)
+        if return_attention:
+            attention[f"{name}/layer{i}"] = w
+    return h, attention
+
+
 class SequenceTransformerEncoder(nn.Module):
     """Linear projection + sinusoidal positions + ``layers`` pre-norm transformer layers with
     key-padding masks + masked mean pooling. ``layers = 0`` gives a projection-only encoder."""
@@ -179,12 +190,7 @@ class SequenceTransformerEncoder(nn.Module):
         self.norm = nn.LayerNorm(hidden)
 
     def forward(self, x: Tensor, mask: Tensor, return_attention: bool = False) -> EncodedModality:
-        h = self.drop(self.pos(self.proj(x)))
-        attention = {}
-        for i, layer in enumerate(self.layers):
-            h, w = layer(h, mask, need_weights=return_attention)
-            if return_attention:
-                attention[f"{self.name}/layer{i}"] = w
+        h, attention = run_layers(self.layers, self.drop(self.pos(self.proj(x))), mask, self.name, return_attention)
         h = self.norm(h) * mask.unsqueeze(-1).to(h.dtype)
         return EncodedModality(h, mask, masked_mean(h, mask), mask.any(1), x, attention)
 
@@ -276,11 +282,7 @@ class PretrainedTopEncoder(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, mask: Tensor, return_attention: bool = False) -> EncodedModality:
-        h, attention = x, {}
-        for i, layer in enumerate(self.layers):
-            h, w = layer(h, mask, need_weights=return_attention)
-            if return_attention:
-                attention[f"{self.name}/layer{i}"] = w
+        h, attention = run_layers(self.layers, x, mask, self.name, return_attention)
         h = self.drop(h) * mask.unsqueeze(-1).to(h.dtype)
         return EncodedModality(h, mask, masked_mean(h, mask), mask.any(1), x, attention)
 

@@ -24,6 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..data.labels import CLASS_NAMES, SIMS_CUTS
 from ..paths import project_path
 from ..utils import get_logger
 from .train_default import DEFAULT_MODEL_DIR, linear_proba
@@ -31,14 +32,14 @@ from .train_default import DEFAULT_MODEL_DIR, linear_proba
 log = get_logger("predict")
 
 MODALITIES = ("text", "audio", "face")
-LABELS = ("SNEG", "WNEG", "NEUT", "WPOS", "SPOS")
+LABELS = CLASS_NAMES[5]  # SNEG, WNEG, NEUT, WPOS, SPOS
 
 
 class ModelNotFound(FileNotFoundError):
     pass
 
 
-def score_to_label(score: float, cuts: Sequence[float] = (-0.7, -0.1, 0.1, 0.7)) -> str:
+def score_to_label(score: float, cuts: Sequence[float] = SIMS_CUTS[5]) -> str:
     """SIMS-style right-closed intervals: (-inf, -0.7] SNEG, (-0.7, -0.1] WNEG, (-0.1, 0.1] NEUT, ..."""
     return LABELS[int(np.searchsorted(np.asarray(cuts), score, side="left"))]
 

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.labels import CLASS_NAMES, SIMS_CUTS
 from ..paths import project_path
 from ..utils import get_logger
 
@@ -49,7 +50,6 @@ FACE_VALENCE = {"angry": -1.0, "disgust": -1.0, "fear": -1.0, "happy": 1.0, "sad
 # The face branch has no labelled held-out data: its fusion weight uses this assumed balanced accuracy.
 FACE_ASSUMED_BALANCED_ACC = 0.55
 MIN_WEIGHT = 0.01
-FIVE_CLASS_CUTS = (-0.7, -0.1, 0.1, 0.7)  # msa_lib.data.labels.SIMS_CUTS[5]
 # Extraction settings used at prediction time (face frames at 2 fps: enough for a clip-level mean of
 # expression probabilities and about half the face cost of the pipeline's default 5 fps).
 PREDICT_FPS = 2.0
@@ -255,7 +255,7 @@ def train_default(out_dir: str | Path | None = None, max_text_per_language: int 
                  "assumed_balanced_acc": FACE_ASSUMED_BALANCED_ACC},
         "fusion": {"rule": "weighted average of the present modality scores, weights renormalised over them",
                    "weights": weights, "weight_rule": "held-out balanced accuracy - 0.5, floored at 0.01, normalised"},
-        "labels": {"names": ["SNEG", "WNEG", "NEUT", "WPOS", "SPOS"], "cuts": list(FIVE_CLASS_CUTS),
+        "labels": {"names": list(CLASS_NAMES[5]), "cuts": list(SIMS_CUTS[5]),
                    "rule": "right-closed intervals on [-1, 1] (SIMS / MMSA convention)"},
         "extract": {"fps": PREDICT_FPS, "supported_languages": ["zh", "en"], "asr": "faster-whisper base"},
     }
