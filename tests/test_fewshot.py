@@ -77,3 +77,25 @@ def test_text_only_batch_through_trimodal_model():
     text_only = {k: ({"text": v["text"]} if isinstance(v, dict) else v) for k, v in batch.items()}
     model.eval()
     assert torch.allclose(model(text_only).logits["2"], model(batch).logits["2"], atol=1e-6)
+
+
+def test_few_shot_continues_at_scaled_learning_rate(monkeypatch):
+    from msa_lib.crosslingual import experiments as xl
+
+    src, tgt = _datasets()
+    src.split = np.array(["train"] * 6 + ["valid"] * 3 + ["test"] * 3, dtype=object)
+    tgt = xl.with_absent(tgt, src)
+    base = xl.ExperimentConfig(lr=2e-3, batch_size=4, max_epochs=1)
+    model = xl.build_crosslingual_model(src, base)
+    source_fit = xl.FitResult(model, xl.CrossLingualObjective(model, base.nce), None, 0, 0.0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    seen = []
+    real_fit = xl.fit_crosslingual
+    monkeypatch.setattr(xl, "fit_crosslingual", lambda *a, **k: seen.append(a[3].lr) or real_fit(*a, **k))
+    rows = xl.run_few_shot(source_fit, src, tgt, 20, 0, "rehearsal", base, epochs=1, lr_scale=0.25)
+    assert seen == [pytest.approx(5e-4)]
+    assert {r["eval_set"] for r in rows} >= {"mosi_test", "zh_test"}  # scored on both languages
+    # the source model itself is left untouched (training ran on a copy)
+    assert all(torch.equal(before[k], v) for k, v in source_fit.model.state_dict().items())
+    with pytest.raises(ValueError, match="lr_scale"):
+        xl.run_few_shot(source_fit, src, tgt, 20, 0, "rehearsal", base, epochs=1, lr_scale=0)

@@ -6,8 +6,8 @@
 # well but forgets the source. Here, for each seed:
 #
 # 1. a source model is trained as in notebook 04 (`base_setting`, selected on MOSI validation, text-only);
-# 2. copies of it continue training for `fewshot_epochs` epochs (no early stopping: a k-shot budget has no
-#    target validation data) on
+# 2. copies of it continue training for `fewshot_epochs` epochs at `fewshot_lr_scale` × the source learning
+#    rate (no early stopping: a k-shot budget has no target validation data) on
 #    - `rehearsal`: MOSI train + k % of the Chinese training reviews (stratified, seeded, nested over k; the
 #      sample is repeated so that it is about as large as MOSI train),
 #    - `target_only`: the k % sample alone;
@@ -21,9 +21,10 @@ reports_dir = "reports"  # project-relative
 seeds = [0, 1, 2, 3, 4]
 max_epochs = 30  # source model
 fewshot_epochs = 5
+fewshot_lr_scale = 0.1  # continued training at this share of the source learning rate
 k_percents = [0, 1, 5, 13, 50, 100]
 methods = ["rehearsal", "target_only"]
-base_setting = "nce_xl_both"
+base_setting = "source_only"  # the best zero-shot setting of notebook 04 (centred)
 zh_eval_max = None  # cap on Chinese test reviews (smoke runs)
 zh_train_max = None  # cap on Chinese training reviews (smoke runs)
 torch_threads = 1
@@ -60,7 +61,8 @@ for seed in seeds:
     _, source_fit = xl.run_zero_shot(base_setting, nce, source, target, seed, base)
     for method in methods:
         for k in k_percents:
-            for row in xl.run_few_shot(source_fit, source, target, k, seed, method, base, fewshot_epochs):
+            for row in xl.run_few_shot(source_fit, source, target, k, seed, method, base, fewshot_epochs,
+                                          lr_scale=fewshot_lr_scale):
                 table.add(**{key: v for key, v in row.items() if key != "prior"})
     print(f"seed {seed} done ({time.time() - started:.0f} s)")
 table.save()
