@@ -101,11 +101,14 @@ display(xl.alignment_report({"raw": source_raw, "centred": source}))
 base = xl.ExperimentConfig(max_epochs=max_epochs)
 all_settings = xl.nce_settings(nce_weight, inter_weight, temperature)
 table = ResultsTable("cross_lingual", key=("setting", "seed", "eval_set", "prior"), folder=results_dir(reports_dir))
-uncentred = xl.prepare(source_raw, target_raw, replace(data_cfg, center_languages=False))[:2]
-runs = [(name, name, source, target) for name in settings]
-runs += [(name, f"{name}_uncentred", *uncentred) for name in uncentred_settings]
+uncentred_cfg = replace(data_cfg, center_languages=False)
+prepared = {"centred": (data_cfg, source, target),
+            "uncentred": (uncentred_cfg, *xl.prepare(source_raw, target_raw, uncentred_cfg)[:2])}
+runs = {name: (name, "centred") for name in settings}  # row label -> (setting, data variant)
+runs |= {f"{name}_uncentred": (name, "uncentred") for name in uncentred_settings}
 fits = {}
-for name, label, src, tgt in runs:
+for label, (name, variant) in runs.items():
+    _, src, tgt = prepared[variant]
     for seed in seeds:
         rows, fit = xl.run_zero_shot(label, all_settings[name], src, tgt, seed, base, text_input)
         for row in rows:
@@ -120,7 +123,7 @@ results = table.frame()
 
 # %%
 summary = pd.read_csv(results_dir(reports_dir) / "cross_lingual_summary.csv")
-labels = [label for _, label, _, _ in runs]
+labels = list(runs)
 table1 = xl.table_one(summary, labels)
 table1.to_csv(results_dir(reports_dir) / "cross_lingual_table1.csv")
 display(table1)
@@ -134,7 +137,7 @@ save_figure(xl.plot_setting_bars(summary, labels), "cross_lingual_zero_shot", re
 
 # %%
 best = summary[(summary.eval_set == "zh_test") & (summary.prior == "source")].sort_values("acc_mean").iloc[-1]["setting"]
-best_cfg = replace(data_cfg, center_languages=not best.endswith("_uncentred"))
+best_cfg = prepared[runs[best][1]][0]
 clip_table = xl.clip_predictions(fits[(best, seeds[0])].model, best_cfg, source_raw, target_raw,
                                  "data/clips/manifest.csv", whisper=whisper_clips and not smoke)
 display(clip_table)
