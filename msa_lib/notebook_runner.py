@@ -28,7 +28,7 @@ NOTEBOOKS = (
 SMOKE_PARAMETERS: dict[str, dict] = {
     "00_data": {},
     "01_extraction": {"asr_backends": ["faster-whisper"], "fps": 2.0},
-    "02_unimodal": {"seeds": [0], "max_epochs": 1, "finetune_epochs": 1, "mosi_videos": 4, "zh_seeds": [0],
+    "02_unimodal": {"seeds": [0], "max_epochs": 1, "finetune_epochs": 1, "mosi_videos": 4, "full_finetune_seeds": [0], "zh_seeds": [0],
                     "zh_max_train": 100, "zh_max_eval": 50},
     "03_fusion": {"seeds": [0], "max_epochs": 1, "finetune_epochs": 1, "mosi_videos": 4, "noise_levels": [0.0, 1.0]},
     "04_nce": {"seeds": [0], "max_epochs": 1, "zh_eval_max": 200, "zh_train_max": 300,

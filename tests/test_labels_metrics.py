@@ -75,3 +75,16 @@ def test_label_checks_report_out_of_range():
 def test_binary_metrics():
     out = M.binary_metrics([0, 1, 1, 1], [0, 1, 0, 1])
     assert out["acc2"] == pytest.approx(0.75)
+
+
+def test_roc_auc_and_best_threshold_accuracy_hand_computed():
+    labels = [0, 0, 1, 0, 1, 1]
+    scores = [0.1, 0.4, 0.35, 0.5, 0.8, 0.9]
+    # positives ranked above negatives: 0.9 > 3 negatives, 0.8 > 3, 0.35 > 1 (0.1) -> 7 of 9 pairs
+    assert M.roc_auc(labels, scores) == pytest.approx(7 / 9)
+    # calling the top 2 positive (threshold 0.8) gets 2 positives + 3 negatives right: 5 of 6;
+    # calling everything negative gets 3 of 6, the top 3 (>= 0.5) 4 of 6
+    assert M.best_threshold_accuracy(labels, scores) == pytest.approx(5 / 6)
+    # a constant score can only be all-positive or all-negative: the larger class
+    assert M.best_threshold_accuracy([1, 1, 0], [0.3, 0.3, 0.3]) == pytest.approx(2 / 3)
+    assert np.isnan(M.roc_auc([1, 1], [0.2, 0.4]))

@@ -6,12 +6,16 @@
 - ``acc3`` / ``acc5`` / ``acc7``: class agreement after :func:`msa_lib.data.labels.scores_to_classes`.
 - ``f1_macro`` / ``f1_weighted``: scikit-learn F1 with that averaging.
 - ``mae``, ``pearson_r`` on scores; ``confusion`` with fixed class order.
+- ``roc_auc`` and ``best_threshold_accuracy`` on binary labels and real-valued scores: how well the
+  scores *rank* the samples, apart from where the decision threshold sits. ``best_threshold_accuracy``
+  picks the threshold with the labels it is scored on, so it is a diagnostic ceiling (what any prior or
+  threshold correction could reach at best), never a result.
 """
 from __future__ import annotations
 
 import numpy as np
 from scipy.stats import pearsonr
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, roc_auc_score, roc_curve
 
 from ..data.labels import CLASS_NAMES, scores_to_classes
 
@@ -71,6 +75,29 @@ def pearson_r(true_scores, pred_scores) -> float:
     if np.std(t) == 0 or np.std(p) == 0:
         return float("nan")  # undefined for a constant series
     return float(pearsonr(t, p)[0])
+
+
+def roc_auc(y_true, scores) -> float:
+    """Area under the ROC curve of binary labels (1 = positive) against scores; NaN with one class."""
+    t = _arr(y_true).astype(int)
+    if len(np.unique(t)) < 2:
+        return float("nan")
+    return float(roc_auc_score(t, _arr(scores).astype(float)))
+
+
+def best_threshold_accuracy(y_true, scores) -> float:
+    """The highest accuracy of ``score >= threshold`` over every threshold (including "all negative"),
+    the threshold chosen on these same labels: an upper bound, not an estimate."""
+    t, s = _arr(y_true).astype(int), _arr(scores).astype(float)
+    if len(t) == 0:
+        return float("nan")
+    n_pos = int(t.sum())
+    n_neg = len(t) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return 1.0
+    fpr, tpr, _ = roc_curve(t, s, drop_intermediate=False)
+    correct = tpr * n_pos + (1.0 - fpr) * n_neg
+    return float(correct.max() / len(t))
 
 
 def confusion(y_true, y_pred, num_classes: int) -> np.ndarray:

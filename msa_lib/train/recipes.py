@@ -118,15 +118,24 @@ class AdaptedText:
     history: pd.DataFrame
     best_epoch: int
     metrics: dict  # the text-only stage-1 model on test (reported, never used for selection)
-    state_dict: dict  # the stage-1 text-only model's weights (rebuild with model_config("pretrained_top"))
+    state_dict: dict  # the stage-1 text-only model's weights (rebuild with a pretrained_top encoder of the same layers)
     cached: bool = False
 
 
 def adapt_text_encoder(ds: MultimodalDataset, seed: int, train: TrainConfig | None = None,
-                       modality: str = "text") -> AdaptedText:
-    """Stage 1: fine-tune the top e5 layers on ``ds``'s train split as a text-only model (early stopping
-    on valid), then replace ``modality`` with the adapted token states of every sample. Cached on disk
-    per (data, split, settings, seed), so several notebooks share one adaptation."""
+                       modality: str = "text", layers: int = 4) -> AdaptedText:
+    """Stage 1: fine-tune the top ``layers`` e5 layers on ``ds``'s train split as a text-only model (early
+    stopping on valid), then replace ``modality`` with the adapted token states of every sample. ``ds``
+    must hold the states *below* those layers (``hidden_layer = 12 - layers``; 0, the embedding output,
+    fine-tunes all 12). Cached on disk per (data, split, settings, seed), so notebooks share one adaptation."""
+    from ..models.encoders import DEFAULT_PRETRAINED_TEXT, _pretrained_text_model
+
+    total = _pretrained_text_model(DEFAULT_PRETRAINED_TEXT).config.num_hidden_layers
+    below = ds.meta.modalities[modality].extractor.get("hidden_layer")
+    if below != total - layers:
+        raise ValueError(f"{ds.meta.name}.{modality}: fine-tuning the top {layers} of {total} layers needs the states "
+                         f"after layer {total - layers} (TextFeatureConfig(hidden_layer={total - layers})), "
+                         f"the data holds hidden_layer={below}")
     train = replace(train or TrainConfig(max_epochs=6, patience=2), seed=seed, progress=False)
     key = _adapt_key(ds, modality, train)
     path = cache_dir() / "adapted" / f"{ds.meta.name}-{modality}-seed{seed}-{key}.pt"
@@ -134,7 +143,8 @@ def adapt_text_encoder(ds: MultimodalDataset, seed: int, train: TrainConfig | No
         saved = torch.load(path, weights_only=False)
         return AdaptedText(ds.with_features(modality, saved["sequences"], saved["spec"]), saved["history"],
                            saved["best_epoch"], saved["metrics"], saved["state_dict"], cached=True)
-    model, result = train_model("text_only", ds, model_config("pretrained_top"), train, modalities=[modality])
+    config = model_config(text_encoder=EncoderConfig(kind="pretrained_top", layers=layers))
+    model, result = train_model("text_only", ds, config, train, modalities=[modality])
     metrics = evaluate(model, make_loader(ds.get_split("test"), [modality], 64), ds.meta.labels)
     encoder = model.encoders[modality]
     encoder.eval()
