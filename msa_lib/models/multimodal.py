@@ -23,7 +23,8 @@ import torch
 from torch import Tensor, nn
 
 from ..data.labels import LabelScheme
-from .encoders import EncodedModality, EncoderConfig, ModelInputError, build_encoder, is_text_modality
+from .encoders import (EncodedModality, EncoderConfig, ModelInputError, PretrainedTopEncoder, build_encoder,
+                       is_text_modality)
 from .fusion import FUSIONS, AdaMMLGate, Fusion, FusionConfig
 from .heads import HeadOutput, HeadSpec, PredictionHead, head_spec_for
 
@@ -246,4 +247,19 @@ def build_model_for(name: str, ds: "MultimodalDataset", config: ModelConfig | No
             config.encoders[m] = EncoderConfig(kind="mlp")
     if all(level == "utterance" for level in levels.values()):
         config.fusion = replace(config.fusion, windows=1)
-    return build_model(name, dims, config, label_scheme=ds.meta.labels)
+    model = build_model(name, dims, config, label_scheme=ds.meta.labels)
+    for m, encoder in model.encoders.items():
+        if isinstance(encoder, PretrainedTopEncoder):
+            _check_input_layer(ds, m, encoder)
+    return model
+
+
+def _check_input_layer(ds: "MultimodalDataset", modality: str, encoder: PretrainedTopEncoder) -> None:
+    """A pretrained_top encoder continues from the hidden state below its first layer; states cached
+    from any other layer would train without an error but on the wrong input."""
+    below = ds.meta.modalities[modality].extractor.get("hidden_layer")
+    if below != encoder.first_layer:
+        total = encoder.first_layer + len(encoder.layers)
+        raise ModelInputError(f"{ds.meta.name}.{modality}: fine-tuning the top {len(encoder.layers)} of {total} layers "
+                              f"needs the states after layer {encoder.first_layer} "
+                              f"(TextFeatureConfig(hidden_layer={encoder.first_layer})), the data holds hidden_layer={below}")

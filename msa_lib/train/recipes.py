@@ -121,21 +121,18 @@ class AdaptedText:
     state_dict: dict  # the stage-1 text-only model's weights (rebuild with a pretrained_top encoder of the same layers)
     cached: bool = False
 
+    def result_row(self) -> dict:
+        """The stage-1 model's test metrics and best epoch, as a results-table row."""
+        return {**{k: v for k, v in self.metrics.items() if k != "n"}, "best_epoch": self.best_epoch}
+
 
 def adapt_text_encoder(ds: MultimodalDataset, seed: int, train: TrainConfig | None = None,
                        modality: str = "text", layers: int = 4) -> AdaptedText:
     """Stage 1: fine-tune the top ``layers`` e5 layers on ``ds``'s train split as a text-only model (early
     stopping on valid), then replace ``modality`` with the adapted token states of every sample. ``ds``
     must hold the states *below* those layers (``hidden_layer = 12 - layers``; 0, the embedding output,
-    fine-tunes all 12). Cached on disk per (data, split, settings, seed), so notebooks share one adaptation."""
-    from ..models.encoders import DEFAULT_PRETRAINED_TEXT, _pretrained_text_model
-
-    total = _pretrained_text_model(DEFAULT_PRETRAINED_TEXT).config.num_hidden_layers
-    below = ds.meta.modalities[modality].extractor.get("hidden_layer")
-    if below != total - layers:
-        raise ValueError(f"{ds.meta.name}.{modality}: fine-tuning the top {layers} of {total} layers needs the states "
-                         f"after layer {total - layers} (TextFeatureConfig(hidden_layer={total - layers})), "
-                         f"the data holds hidden_layer={below}")
+    fine-tunes all 12; the model builder refuses any other layer). Cached on disk per (data, split,
+    settings, seed), so notebooks share one adaptation."""
     train = replace(train or TrainConfig(max_epochs=6, patience=2), seed=seed, progress=False)
     key = _adapt_key(ds, modality, train)
     path = cache_dir() / "adapted" / f"{ds.meta.name}-{modality}-seed{seed}-{key}.pt"

@@ -73,16 +73,14 @@ for seed in seeds:
     if finetune_epochs:
         adapted = adapt_text_encoder(mosi, seeds[0] if shared_adaptation else seed,
                                      TrainConfig(max_epochs=finetune_epochs, patience=2))
-        table.add(experiment="e5 top-4 fine-tuned (stage 1)", model="text_only", seed=seed,
-                  **{k: v for k, v in adapted.metrics.items() if k != "n"}, best_epoch=adapted.best_epoch)
+        table.add(experiment="e5 top-4 fine-tuned (stage 1)", model="text_only", seed=seed, **adapted.result_row())
         run_models(adapted.dataset, {"text_only": ["text", "text_context"]}, seed, train,
                    text_config, experiment="e5 top-4 fine-tuned + context", out=runs)
 if full_finetune_seeds and finetune_epochs:  # stage 1 on the embedding output: every e5 layer is trained
     mosi_embeddings = prepare_mosi(text=replace(MOSI_TEXT, hidden_layer=0), max_videos=mosi_videos)
     for seed in full_finetune_seeds:
         full = adapt_text_encoder(mosi_embeddings, seed, TrainConfig(max_epochs=finetune_epochs, patience=2), layers=12)
-        table.add(experiment="e5 all 12 layers fine-tuned (stage 1)", model="text_only", seed=seed,
-                  **{k: v for k, v in full.metrics.items() if k != "n"}, best_epoch=full.best_epoch)
+        table.add(experiment="e5 all 12 layers fine-tuned (stage 1)", model="text_only", seed=seed, **full.result_row())
 for row in runs.rows:
     table.add(**row)
 table.save()
