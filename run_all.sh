@@ -8,4 +8,4 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 bash scripts/setup.sh
-exec .venv/bin/python -m msa_lib.run_all "$@"
+exec .venv/bin/python -m msa_lib.app.run_all "$@"

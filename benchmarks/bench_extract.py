@@ -46,7 +46,7 @@ from msa_lib.extract.executors import threads_per_worker  # noqa: E402
 from msa_lib.extract.media import MediaConfig, extract_audio, extract_frames, probe  # noqa: E402
 from msa_lib.extract.pipeline import (  # noqa: E402
     ExtractConfig, _model, extract_clip, init_worker, load_models, resolve_inputs)
-from msa_lib.paths import BENCHMARKS_DIR, DATA_DIR, project_path  # noqa: E402
+from msa_lib.core.paths import BENCHMARKS_DIR, DATA_DIR, project_path  # noqa: E402
 
 STAGES = ("decode", "asr", "text", "audio", "vision")
 TARGET_S_PER_S = 0.5

@@ -29,7 +29,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from _machine import load_average, machine_info  # noqa: E402
-from msa_lib.paths import BENCHMARKS_DIR, DATA_DIR  # noqa: E402
+from msa_lib.core.paths import BENCHMARKS_DIR, DATA_DIR  # noqa: E402
 
 SOURCE_CLIP = DATA_DIR / "clips" / "mosi_0h-zjBukYpk_2.mp4"
 TARGET_WARM_S = 5.0

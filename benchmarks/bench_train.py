@@ -35,7 +35,7 @@ def _rss_mb() -> float:
 def _measure(name: str, epochs: int, max_videos, threads: int, queue) -> None:
     import torch
 
-    from msa_lib.train.recipes import MOSI_MODEL_INPUTS, model_config, prepare_mosi
+    from msa_lib.studies.recipes import MOSI_MODEL_INPUTS, model_config, prepare_mosi
     from msa_lib.train.trainer import TrainConfig, train_model
 
     torch.set_num_threads(threads)
@@ -53,7 +53,7 @@ def _measure(name: str, epochs: int, max_videos, threads: int, queue) -> None:
 
 
 def main(argv=None) -> int:
-    from msa_lib.train.recipes import MOSI_MODEL_INPUTS
+    from msa_lib.studies.recipes import MOSI_MODEL_INPUTS
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")

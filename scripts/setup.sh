@@ -71,6 +71,6 @@ else
 fi
 
 # --- checks: imports, ffmpeg, bundled models (rebuilt once into .cache/) ------------------------
-.venv/bin/python -m msa_lib.doctor ${WITH_BROWSER:+$([ "$WITH_BROWSER" = 1 ] && echo --browser)} \
+.venv/bin/python -m msa_lib.app.doctor ${WITH_BROWSER:+$([ "$WITH_BROWSER" = 1 ] && echo --browser)} \
   || die "environment check failed (see above)"
 log "ready (.venv)"

@@ -2,7 +2,7 @@
 import numpy as np
 
 from msa_lib.data.labels import MOSI_SCHEME, scores_to_classes
-from msa_lib.features.schema import DatasetMeta, ModalitySpec, MultimodalDataset
+from msa_lib.data.schema import DatasetMeta, ModalitySpec, MultimodalDataset
 
 DIMS = {"text": 6, "audio": 4, "vision": 5}
 

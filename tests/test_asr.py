@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from msa_lib.paths import DATA_DIR
+from msa_lib.core.paths import DATA_DIR
 from msa_lib.extract import asr
 from msa_lib.extract.asr import (
     ASRConfig,
@@ -41,7 +41,7 @@ from msa_lib.extract.whisper_convert import (
     ct2_to_openai_whisper,
     read_ctranslate2_model,
 )
-from msa_lib.pretrained import ModelNotAvailable
+from msa_lib.core.pretrained import ModelNotAvailable
 
 pytestmark = pytest.mark.slow
 

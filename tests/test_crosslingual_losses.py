@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from msa_lib.crosslingual.losses import CrossLingualObjective, NCEConfig, info_nce, info_nce_with_candidates
+from msa_lib.train.contrastive import CrossLingualObjective, NCEConfig, info_nce, info_nce_with_candidates
 from msa_lib.data.labels import BINARY_SCHEME
 from msa_lib.data.torch_data import collate
 from msa_lib.models import ModelConfig, build_model

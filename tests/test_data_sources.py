@@ -5,7 +5,7 @@ import pytest
 from msa_lib.data.sources import (load_mosi, load_ravdess_au_mfcc, load_zh_reviews, parse_label, parse_ravdess_name,
                                   ravdess_recordings, read_clip_manifest)
 from msa_lib.data.splits import assert_disjoint_groups, group_validation_split
-from msa_lib.features.schema import FeatureFormatError
+from msa_lib.data.schema import FeatureFormatError
 
 
 def test_mosi_counts_and_speaker_independent_split():

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from msa_lib.decision import rules
-from msa_lib.decision.rules import (
+from msa_lib.models import decision_fusion as rules
+from msa_lib.models.decision_fusion import (
     AccuracyWeightedRule,
     AverageRule,
     ConfidenceWeightedRule,
@@ -168,7 +168,7 @@ def test_default_rules_and_unfitted_errors():
 
 # --------------------------------------------------------------------------------- BCE detection
 def test_pos_weight_and_bce_head():
-    from msa_lib.decision.binary import (BinaryHeadConfig, detection_metrics, one_hot, pos_weights,
+    from msa_lib.studies.decision.binary import (BinaryHeadConfig, detection_metrics, one_hot, pos_weights,
                                          predict_scores, train_one_vs_rest)
 
     # 10 rows: class 0 twice, class 1 eight times, class 2 never -> 8/2 = 4, 2/8 = 0.25, 1 (no positives)
@@ -190,7 +190,7 @@ def test_pos_weight_and_bce_head():
 # ----------------------------------------------------------------------------------- RAVDESS split
 @pytest.fixture(scope="module")
 def branches():
-    from msa_lib.decision.emotion import load_ravdess_branches
+    from msa_lib.studies.decision.emotion import load_ravdess_branches
 
     try:
         return load_ravdess_branches()
@@ -206,7 +206,7 @@ def test_join_is_one_to_one(branches):
 
 
 def test_join_rejects_duplicates():
-    from msa_lib.decision.emotion import RavdessJoinError, clip_key, join_recordings_to_aus
+    from msa_lib.studies.decision.emotion import RavdessJoinError, clip_key, join_recordings_to_aus
 
     assert clip_key("03-01-05-02-01-01-12") == "05-02-01-01-12"
     rec = pd.DataFrame({"stem": ["03-01-01-01-01-01-01", "03-01-01-01-01-01-01"], "emotion": [0, 0]})
@@ -220,7 +220,7 @@ def test_join_rejects_duplicates():
 
 
 def test_actor_split_never_shares_an_actor(branches):
-    from msa_lib.decision.emotion import seed_splits, split_actors
+    from msa_lib.studies.decision.emotion import seed_splits, split_actors
 
     valid_sets = []
     for seed in range(5):
@@ -235,7 +235,7 @@ def test_actor_split_never_shares_an_actor(branches):
 
 
 def test_smoke_subset_covers_actors_and_emotions(branches):
-    from msa_lib.decision.emotion import stratified_clip_subset
+    from msa_lib.studies.decision.emotion import stratified_clip_subset
 
     rows = stratified_clip_subset(branches.table, n_per_actor=2, seed=0)
     sub = branches.table.iloc[rows]
@@ -244,7 +244,7 @@ def test_smoke_subset_covers_actors_and_emotions(branches):
 
 
 def test_branch_never_uses_test_labels():
-    from msa_lib.decision.emotion import BranchConfig, fit_branch
+    from msa_lib.studies.decision.emotion import BranchConfig, fit_branch
 
     rng = np.random.default_rng(1)
     y = np.tile(np.arange(8), 30)

@@ -228,7 +228,7 @@ def test_token_attributions_on_the_embedding_layer():
     features, special/prefix tokens get exactly zero, and the convergence delta is small."""
     from msa_lib.data.labels import BINARY_SCHEME
     from msa_lib.extract.text import TextEncoder, TextEncoderConfig
-    from msa_lib.features.schema import DatasetMeta, ModalitySpec, MultimodalDataset
+    from msa_lib.data.schema import DatasetMeta, ModalitySpec, MultimodalDataset
     from msa_lib.models.encoders import EncoderConfig
 
     try:

@@ -10,7 +10,7 @@ import pytest
 from msa_lib.extract import plots as xp
 from msa_lib.extract.audio import feature_names as audio_feature_names
 from msa_lib.extract.visual import EXPRESSION_LABELS, visual_feature_names
-from msa_lib.features.schema import DatasetMeta, ModalitySpec, MultimodalDataset
+from msa_lib.data.schema import DatasetMeta, ModalitySpec, MultimodalDataset
 from msa_lib.data.labels import SIMS_SCHEME
 
 

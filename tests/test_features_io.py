@@ -5,10 +5,10 @@ import pytest
 from dataset_factory import make_dataset
 
 from msa_lib.data.splits import group_validation_split
-from msa_lib.features.io import read_features, write_features
-from msa_lib.features.mmsa import read_mmsa, write_mmsa
-from msa_lib.features.schema import FeatureFormatError, ModalitySpec, concat
-from msa_lib.features.seed_format import read_seed, write_seed
+from msa_lib.data.io import read_features, write_features
+from msa_lib.data.mmsa import read_mmsa, write_mmsa
+from msa_lib.data.schema import FeatureFormatError, ModalitySpec, concat
+from msa_lib.data.seed_format import read_seed, write_seed
 
 
 def _same(a, b, atol=0.0):

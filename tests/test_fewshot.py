@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from msa_lib.crosslingual.fewshot import few_shot_training_set, stratified_sample
+from msa_lib.studies.fewshot import few_shot_training_set, stratified_sample
 from msa_lib.data.labels import BINARY_SCHEME
 from msa_lib.data.torch_data import collate
-from msa_lib.features.schema import DatasetMeta, ModalitySpec, MultimodalDataset, concat
+from msa_lib.data.schema import DatasetMeta, ModalitySpec, MultimodalDataset, concat
 from msa_lib.models import ModelConfig, build_model
 
 
@@ -80,7 +80,7 @@ def test_text_only_batch_through_trimodal_model():
 
 
 def test_few_shot_continues_at_scaled_learning_rate(monkeypatch):
-    from msa_lib.crosslingual import experiments as xl
+    from msa_lib.studies import crosslingual as xl
 
     src, tgt = _datasets()
     src.split = np.array(["train"] * 6 + ["valid"] * 3 + ["test"] * 3, dtype=object)

@@ -7,7 +7,7 @@ import torch
 from dataset_factory import make_dataset
 from msa_lib.data.labels import BINARY_SCHEME, LabelScheme
 from msa_lib.data.torch_data import make_loader
-from msa_lib.features.schema import DatasetMeta, ModalitySpec, MultimodalDataset
+from msa_lib.data.schema import DatasetMeta, ModalitySpec, MultimodalDataset
 from msa_lib.models import (MODEL_NAMES, EncoderConfig, FusionConfig, HeadOutput, HeadSpec, LateFusion,
                             ModelConfig, ModelInputError, build_encoder, build_model, build_model_for, compute_loss)
 from msa_lib.models.fusion import window_membership

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from msa_lib.notebook_runner import NOTEBOOK_DIR, NOTEBOOKS, SMOKE_PARAMETERS, run_notebooks
+from msa_lib.app.notebook_runner import NOTEBOOK_DIR, NOTEBOOKS, SMOKE_PARAMETERS, run_notebooks
 
 pytestmark = pytest.mark.slow
 

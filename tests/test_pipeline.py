@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from msa_lib.extract.pipeline import ExtractConfig, extract, extract_clip, resolve_inputs, cache_key
-from msa_lib.features.io import read_features
+from msa_lib.data.io import read_features
 
 
 @pytest.fixture(scope="module")

@@ -126,7 +126,7 @@ def test_face_score_skips_masked_frames(predictor):
 
 
 def test_cli_json(model_dir, clips_dir, capsys, tmp_path):
-    from msa_lib.cli import main
+    from msa_lib.app.cli import main
 
     rc = main(["predict", "--json", "--model-dir", str(model_dir), str(clips_dir / "chsims_video_0001_0001.mp4"),
                str(tmp_path / "missing.mp4")])

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from dataset_factory import make_dataset
-from msa_lib.features.schema import ModalitySpec
-from msa_lib.train import recipes
+from msa_lib.data.schema import ModalitySpec
+from msa_lib.studies import recipes
 from msa_lib.train.trainer import TrainConfig
 
 torch.set_num_threads(1)

@@ -3,7 +3,7 @@ import json
 
 import pandas as pd
 
-from msa_lib.evaluate import summary
+from msa_lib.app import summary
 
 
 def test_summary_renders_result_tables_and_benchmark_headlines(tmp_path):

@@ -348,7 +348,7 @@ def test_missing_chinese_bert_falls_back_to_multilingual(e5_encoder, minilm_enco
 def test_per_language_on_shipped_clip_transcripts(per_language):
     import csv
 
-    from msa_lib.paths import DATA_DIR
+    from msa_lib.core.paths import DATA_DIR
 
     manifest = DATA_DIR / "clips" / "manifest.csv"
     if not manifest.is_file():

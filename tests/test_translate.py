@@ -2,7 +2,7 @@
 and the clear 'not available' error of the transformers backend (no network in tests)."""
 import pytest
 
-from msa_lib.crosslingual.translate import (DictionaryTranslator, Seq2SeqTranslator, TranslationCache, TranslationError,
+from msa_lib.extract.translate import (DictionaryTranslator, Seq2SeqTranslator, TranslationCache, TranslationError,
                                             TranslatorNotAvailable, WhisperSpeechTranslator, make_translator)
 
 

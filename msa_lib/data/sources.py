@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..features.schema import DatasetMeta, FeatureFormatError, ModalitySpec, MultimodalDataset
-from ..paths import DATA_DIR, project_path
-from ..utils import normalize_transcript
-from .labels import BINARY_SCHEME, LabelScheme
+from msa_lib.data.schema import DatasetMeta, FeatureFormatError, ModalitySpec, MultimodalDataset
+from msa_lib.core.paths import DATA_DIR, project_path
+from msa_lib.core.utils import normalize_transcript
+from msa_lib.data.labels import BINARY_SCHEME, LabelScheme
 
 RAVDESS_EMOTIONS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
 RAVDESS_TEST_ACTORS = (21, 22, 23, 24)
@@ -150,7 +150,7 @@ def parse_ravdess_name(name: str) -> dict:
 def load_ravdess_au_mfcc(path: str | os.PathLike = DATA_DIR / "ravdess" / "au_mfcc.pkl") -> MultimodalDataset:
     """Clip-level vectors: vision = 35 OpenFace AUs (17 ``AU*_r`` + 18 ``AU*_c``), audio = 259 MFCC values.
     Actors 21-24 are the test split; group = actor (take validation actors out of train by group)."""
-    from ..features.io import load_pickle
+    from msa_lib.data.io import load_pickle
 
     path = project_path(path)
     data = load_pickle(path)

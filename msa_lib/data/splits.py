@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
-from ..features.schema import MultimodalDataset
+from msa_lib.data.schema import MultimodalDataset
 
 
 def group_validation_split(ds: MultimodalDataset, valid_fraction: float = 0.15, seed: int = 0,

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..features.schema import MultimodalDataset
+from msa_lib.data.schema import MultimodalDataset
 
 
 @dataclass

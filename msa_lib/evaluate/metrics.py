@@ -17,7 +17,7 @@ import numpy as np
 from scipy.stats import pearsonr
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, roc_auc_score, roc_curve
 
-from ..data.labels import CLASS_NAMES, scores_to_classes
+from msa_lib.data.labels import CLASS_NAMES, scores_to_classes
 
 
 def _arr(x) -> np.ndarray:

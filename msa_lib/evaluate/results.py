@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..paths import RESULTS_DIR, project_path
+from msa_lib.core.paths import RESULTS_DIR, project_path
 
 
 class ResultsTable:

@@ -9,12 +9,12 @@
   explorer figure; :mod:`.widgets` — the ipywidgets explorer around it;
 - :mod:`.setups` — the MOSI and RAVDESS setups that notebook 06 explains.
 """
-from .attention import (AttentionKey, AttentionKeyError, attention_maps, attention_received, attention_rollout,
+from msa_lib.explain.attention import (AttentionKey, AttentionKeyError, attention_maps, attention_received, attention_rollout,
                         directions, head_select, parse_key, query_key_masks, row_sum_errors, token_importance)
-from .attribution import (AttributionError, SequenceAttribution, TokenAttribution, TokenAttributor, group_time_attribution,
+from msa_lib.explain.attribution import (AttributionError, SequenceAttribution, TokenAttribution, TokenAttributor, group_time_attribution,
                           group_totals, integrated_gradients, modality_ablation, modality_ablation_loader,
                           prediction_target, spearman, summarize_correlations, token_frame)
-from .explorer import ExplainedSample, ExplanationBundle, build_bundle, explorer_figure
+from msa_lib.explain.explorer import ExplainedSample, ExplanationBundle, build_bundle, explorer_figure
 
 __all__ = [
     "AttentionKey", "AttentionKeyError", "attention_maps", "attention_received", "attention_rollout", "directions",

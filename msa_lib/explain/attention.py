@@ -85,7 +85,7 @@ def directions(names) -> dict[str, list[AttentionKey]]:
 @torch.no_grad()
 def attention_maps(model, batch: dict) -> tuple[dict[str, Tensor], "object"]:
     """``(attention dict, model output)`` for one batch, in evaluation mode, tensors on the CPU."""
-    from ..data.torch_data import batch_to
+    from msa_lib.data.torch_data import batch_to
 
     was_training = model.training
     model.eval()
@@ -196,7 +196,7 @@ def token_importance(attention: dict[str, np.ndarray], modality: str, mask=None,
 def adamml_gates(model, loader) -> tuple[list[str], np.ndarray]:
     """(ids, N x windows x M gates) of an AdaMML model in evaluation mode (1 = modality used in that
     window; order: ``model.modalities``)."""
-    from ..data.torch_data import batch_to
+    from msa_lib.data.torch_data import batch_to
 
     model.eval()
     device = next(model.parameters()).device

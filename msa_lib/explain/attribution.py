@@ -29,8 +29,8 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from ..data.torch_data import batch_to
-from ..utils import get_logger
+from msa_lib.data.torch_data import batch_to
+from msa_lib.core.utils import get_logger
 
 log = get_logger("explain")
 
@@ -312,7 +312,7 @@ class TokenAttribution:
 def _load_tokenizer(source: str):
     from transformers import AutoTokenizer
 
-    from ..pretrained import downloads_allowed, is_local_path
+    from msa_lib.core.pretrained import downloads_allowed, is_local_path
 
     try:
         if is_local_path(source):
@@ -333,7 +333,7 @@ class TokenAttributor:
 
     def __init__(self, model, text_settings: dict, modality: str = "text", scheme=None, n_steps: int = 32,
                  internal_batch_size: int | None = 64):
-        from ..models.encoders import PretrainedTopEncoder, _BertLayerWithWeights, _pretrained_text_model
+        from msa_lib.models.encoders import PretrainedTopEncoder, _BertLayerWithWeights, _pretrained_text_model
 
         self.model, self.modality, self.scheme = model, modality, _scheme(model, scheme)
         self.n_steps, self.internal_batch_size = int(n_steps), internal_batch_size
@@ -468,7 +468,7 @@ def attention_token_importances(attention: dict, modality: str = "text") -> dict
     """Every attention-based token importance of one sample, by method name: ``rollout`` and
     ``last_layer`` of the modality's self-attention (when it has any), and ``cross:<q>`` for every
     cross-attention from another modality ``q`` to the modality's steps."""
-    from .attention import parse_key, token_importance
+    from msa_lib.explain.attention import parse_key, token_importance
 
     out = {}
     for method in ("rollout", "last_layer"):

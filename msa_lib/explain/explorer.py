@@ -16,9 +16,9 @@ from typing import Sequence
 
 import numpy as np
 
-from ..features.io import atomic_pickle
-from .attention import AttentionKey, directions, head_select, parse_key
-from .plots import (font_kwargs, plot_attention_map, plot_group_time, plot_modality_bars, plot_token_attributions,
+from msa_lib.data.io import atomic_pickle
+from msa_lib.explain.attention import AttentionKey, directions, head_select, parse_key
+from msa_lib.explain.plots import (font_kwargs, plot_attention_map, plot_group_time, plot_modality_bars, plot_token_attributions,
                     plt, shorten)
 
 BUNDLE_VERSION = 1
@@ -130,9 +130,9 @@ def build_bundle(model, ds, indices: Sequence[int] | None = None, token_results:
     ``contributions``: a :func:`~msa_lib.explain.attribution.modality_ablation` frame (matched by
     ``sample_id``); ``group_time``: ``{sample_id: {modality: (groups, G x T, seconds per step)}}``.
     """
-    from ..train.trainer import make_loader
-    from .attention import attention_maps
-    from .attribution import CSV_NAMES, target_description
+    from msa_lib.train.trainer import make_loader
+    from msa_lib.explain.attention import attention_maps
+    from msa_lib.explain.attribution import CSV_NAMES, target_description
 
     indices = np.arange(len(ds)) if indices is None else np.asarray(indices, int)
     part = ds.subset(indices)

@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..plots import plt  # noqa: F401  (sets the headless backend first)
+from msa_lib.core.plots import plt  # noqa: F401  (sets the headless backend first)
 import matplotlib.colors as mcolors  # noqa: E402
 from matplotlib import cm  # noqa: E402
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 import html
 import io
 
-from .attention import parse_key
-from .explorer import ExplanationBundle, explorer_figure
-from .plots import plt
+from msa_lib.explain.attention import parse_key
+from msa_lib.explain.explorer import ExplanationBundle, explorer_figure
+from msa_lib.explain.plots import plt
 
 MEAN_HEAD = -1  # the head dropdown's value for "mean over heads"
 

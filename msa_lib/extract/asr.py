@@ -6,7 +6,7 @@ Two ASR backends share one interface (:class:`Transcriber`, :class:`ASRConfig`, 
 * ``openai-whisper`` (PyTorch, float32 on CPU) — the reference implementation, also the source of
   :class:`WhisperEncoderFeatures` (frame-level 512-d encoder states of Whisper base).
 
-Weights (see ``msa_lib/pretrained.py`` for the shared policy):
+Weights (see ``msa_lib/core/pretrained.py`` for the shared policy):
 
 * :func:`resolve_faster_whisper_model` — a local CTranslate2 folder as is; a size or hub id
   (``small``, ``Systran/faster-whisper-small``) from the Hugging Face cache (downloaded only when
@@ -53,7 +53,7 @@ from typing import Iterable, Sequence, Union
 
 import numpy as np
 
-from ..pretrained import (
+from msa_lib.core.pretrained import (
     ModelNotAvailable,
     downloads_allowed,
     is_local_path,
@@ -61,7 +61,7 @@ from ..pretrained import (
     package_dir,
     sha256_file,
 )
-from ..utils import get_logger, resolve_device
+from msa_lib.core.utils import get_logger, resolve_device
 
 log = get_logger("extract.asr")
 
@@ -247,7 +247,7 @@ def _openai_name(name: str) -> str:
 
 
 def _converted_checkpoint(ct2_folder: Path, out_name: str) -> Path:
-    from .whisper_convert import CONVERTER_VERSION, convert_ctranslate2_whisper
+    from msa_lib.extract.whisper_convert import CONVERTER_VERSION, convert_ctranslate2_whisper
 
     out = models_cache() / "openai-whisper" / f"{out_name}-ct2conv-v{CONVERTER_VERSION}.pt"
     with _resolve_lock:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import MediaError, MissingToolError
+from msa_lib.extract.errors import MediaError, MissingToolError
 
 __all__ = [
     "MediaConfig",

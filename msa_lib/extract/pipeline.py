@@ -35,18 +35,18 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..data.labels import SIMS_SCHEME, MOSI_SCHEME, scores_to_classes
-from ..features.io import atomic_pickle, write_features
-from ..features.schema import DatasetMeta, ModalitySpec, MultimodalDataset
-from ..paths import cache_dir, project_path
-from ..utils import get_logger
-from .asr import ASRConfig, WhisperEncoderConfig, normalise_language
-from .audio import AudioFeatureConfig, feature_groups, feature_names as audio_feature_names, is_silent
-from .errors import ExtractionError, MediaError, MissingToolError, NoFaceError
-from .executors import map_unordered, threads_per_worker
-from .media import MediaConfig, extract_audio, extract_frames, probe
-from .text import TextEncoderConfig, normalize_transcript
-from .visual import VisualFeatureConfig, visual_feature_names
+from msa_lib.data.labels import SIMS_SCHEME, MOSI_SCHEME, scores_to_classes
+from msa_lib.data.io import atomic_pickle, write_features
+from msa_lib.data.schema import DatasetMeta, ModalitySpec, MultimodalDataset
+from msa_lib.core.paths import cache_dir, project_path
+from msa_lib.core.utils import get_logger
+from msa_lib.extract.asr import ASRConfig, WhisperEncoderConfig, normalise_language
+from msa_lib.extract.audio import AudioFeatureConfig, feature_groups, feature_names as audio_feature_names, is_silent
+from msa_lib.extract.errors import ExtractionError, MediaError, MissingToolError, NoFaceError
+from msa_lib.extract.executors import map_unordered, threads_per_worker
+from msa_lib.extract.media import MediaConfig, extract_audio, extract_frames, probe
+from msa_lib.extract.text import TextEncoderConfig, normalize_transcript
+from msa_lib.extract.visual import VisualFeatureConfig, visual_feature_names
 
 log = get_logger("extract")
 
@@ -122,7 +122,7 @@ class ClipInput:
 # ----------------------------------------------------------------------------------------- inputs
 def resolve_inputs(inputs: str | os.PathLike | Sequence) -> list[ClipInput]:
     """Files, folders (their video and audio files, sorted) and manifest CSVs -> clip inputs."""
-    from ..data.sources import read_clip_manifest
+    from msa_lib.data.sources import read_clip_manifest
 
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
@@ -194,19 +194,19 @@ def _model(kind: str, config) -> object:
     key = f"{kind}:{json.dumps(asdict(config), sort_keys=True, default=str)}"
     if key not in _MODELS:
         if kind == "asr":
-            from .asr import Transcriber
+            from msa_lib.extract.asr import Transcriber
 
             _MODELS[key] = Transcriber(config)
         elif kind == "text":
-            from .text import TextEncoder
+            from msa_lib.extract.text import TextEncoder
 
             _MODELS[key] = TextEncoder(config)
         elif kind == "whisper_encoder":
-            from .asr import WhisperEncoderFeatures
+            from msa_lib.extract.asr import WhisperEncoderFeatures
 
             _MODELS[key] = WhisperEncoderFeatures(config)
         elif kind == "visual":
-            from .visual import FaceFeatureExtractor
+            from msa_lib.extract.visual import FaceFeatureExtractor
 
             _MODELS[key] = FaceFeatureExtractor(config)
         else:
@@ -231,7 +231,7 @@ def load_models(cfg: ExtractConfig, need_asr: bool = True) -> dict[str, float]:
         timed_load("text encoder", lambda: _model("text", cfg.text).encode_with_pooled(["warm-up"]))
     if "audio" in cfg.modalities:
         if "prosody" in cfg.audio_features and "prosody" not in _WARMED:
-            from .audio import extract_prosody
+            from msa_lib.extract.audio import extract_prosody
 
             # librosa's first call imports and JIT-compiles (numba) for several seconds
             noise = np.random.default_rng(0).standard_normal(cfg.media.sample_rate // 2).astype(np.float32)
@@ -342,14 +342,14 @@ def extract_clip(job: tuple[ClipInput, ExtractConfig, str | None]) -> dict:
         if "audio" in cfg.modalities and samples is not None and not silent:
             sr = cfg.media.sample_rate
             if "prosody" in cfg.audio_features:
-                from .audio import extract_prosody
+                from msa_lib.extract.audio import extract_prosody
 
                 record["features"]["audio"] = timed("audio", extract_prosody, samples, sr, cfg.audio)[0]
             if "whisper" in cfg.audio_features:
                 wenc = _model("whisper_encoder", cfg.whisper_encoder)
                 record["features"]["audio_whisper"] = timed("audio_whisper", wenc.extract, samples)
             if "egemaps" in cfg.audio_features:
-                from .audio import extract_egemaps
+                from msa_lib.extract.audio import extract_egemaps
 
                 record["features"]["audio_egemaps"] = timed("audio_egemaps", extract_egemaps, samples, sr)[0][None]
 

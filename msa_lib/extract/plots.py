@@ -18,8 +18,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..plots import plt  # noqa: F401  (imports matplotlib with the headless backend first)
-from .visual import EXPRESSION_LABELS
+from msa_lib.core.plots import plt  # noqa: F401  (imports matplotlib with the headless backend first)
+from msa_lib.extract.visual import EXPRESSION_LABELS
 
 STAGES = ("decode", "asr", "text", "audio", "audio_whisper", "audio_egemaps", "vision")
 STAGE_COLORS = {"decode": "#8c8c8c", "asr": "#1f77b4", "text": "#2ca02c", "audio": "#ff7f0e",
@@ -200,8 +200,8 @@ def frame_with_landmarks(video: str | os.PathLike, time_s: float | None = None, 
     Takes the face frame closest to ``time_s`` (default: the middle of the clip). Returns
     ``(RGB image, its time in s, face-present ratio of the sampled frames)``; with no face anywhere the
     middle frame is returned undrawn."""
-    from .media import extract_frames
-    from .visual import FaceFeatureExtractor, VisualFeatureConfig, draw_landmarks
+    from msa_lib.extract.media import extract_frames
+    from msa_lib.extract.visual import FaceFeatureExtractor, VisualFeatureConfig, draw_landmarks
 
     global _landmark_extractor
     frames, times = extract_frames(video, fps=fps, max_side=max_side)

@@ -37,7 +37,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 import torch
 
-from ..pretrained import (
+from msa_lib.core.pretrained import (
     ModelNotAvailable,
     downloads_allowed,
     is_local_path,
@@ -45,8 +45,8 @@ from ..pretrained import (
     package_dir,
     sha256_file,
 )
-from ..utils import as_text_list
-from ..utils import get_logger, normalize_transcript, resolve_device  # noqa: F401 (re-exported)
+from msa_lib.core.utils import as_text_list
+from msa_lib.core.utils import get_logger, normalize_transcript, resolve_device  # noqa: F401 (re-exported)
 
 log = get_logger("extract.text")
 

@@ -50,9 +50,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..pretrained import ModelNotAvailable, package_dir, sha256_file
-from ..utils import get_logger
-from .errors import NoFaceError
+from msa_lib.core.pretrained import ModelNotAvailable, package_dir, sha256_file
+from msa_lib.core.utils import get_logger
+from msa_lib.extract.errors import NoFaceError
 
 __all__ = [
     "VisualFeatureConfig",
@@ -195,7 +195,7 @@ class VisualFeatures:
 
     def summarize(self, functionals=("mean", "std", "p10", "p50", "p90")) -> tuple[np.ndarray, list[str]]:
         """Utterance-level functionals over the face-present frames (see ``audio.summarize``)."""
-        from .audio import summarize
+        from msa_lib.extract.audio import summarize
 
         return summarize(self.features, self.feature_names, mask=self.mask, functionals=functionals,
                          voiced_only=())
@@ -611,7 +611,7 @@ class FaceFeatureExtractor:
     def extract_video(self, path: str | os.PathLike, fps: float | None = 5.0, max_side: int | None = 640,
                       start: float | None = None, duration: float | None = None) -> VisualFeatures:
         """Sample frames from a video file (see ``media.extract_frames``) and extract features."""
-        from .media import extract_frames
+        from msa_lib.extract.media import extract_frames
 
         frames, times = extract_frames(path, fps=fps, max_side=max_side, start=start, duration=duration)
         return self.extract(frames, times, source=path)

@@ -1,10 +1,10 @@
 """Models: per-modality encoders + a fusion + a prediction head (see ``multimodal``)."""
-from .encoders import (EncodedModality, EncoderConfig, MLPEncoder, ModelInputError, SequenceTransformerEncoder,
+from msa_lib.models.encoders import (EncodedModality, EncoderConfig, MLPEncoder, ModelInputError, SequenceTransformerEncoder,
                        build_encoder)
-from .fusion import (FUSIONS, AdaMMLGate, CrossAttention, EarlyConcat, Fusion, FusionConfig, FusionOutput,
+from msa_lib.models.fusion import (FUSIONS, AdaMMLGate, CrossAttention, EarlyConcat, Fusion, FusionConfig, FusionOutput,
                      LateFusion, ModalityAttention, MulT, gate_usage)
-from .heads import HeadOutput, HeadSpec, LossConfig, PredictionHead, compute_loss, head_spec_for
-from .multimodal import (MODEL_NAMES, MODEL_REGISTRY, ModelConfig, ModelOutput, ModelRecipe, MultimodalModel,
+from msa_lib.models.heads import HeadOutput, HeadSpec, LossConfig, PredictionHead, compute_loss, head_spec_for
+from msa_lib.models.multimodal import (MODEL_NAMES, MODEL_REGISTRY, ModelConfig, ModelOutput, ModelRecipe, MultimodalModel,
                          build_model, build_model_for, dataset_dims, register_model, resolve_modality)
 
 __all__ = [

@@ -248,7 +248,7 @@ _PRETRAINED: dict[str, nn.Module] = {}
 def _pretrained_text_model(model_id: str) -> nn.Module:
     """Load each pretrained text model once per process (every model build copies its top layers)."""
     if model_id not in _PRETRAINED:
-        from ..extract.text import load_text_model
+        from msa_lib.extract.text import load_text_model
 
         _PRETRAINED[model_id] = load_text_model(model_id, device="cpu").model.eval()
     return _PRETRAINED[model_id]
@@ -258,7 +258,7 @@ class PretrainedTopEncoder(nn.Module):
     """The top ``layers`` layers of a pretrained text encoder (default multilingual-e5-small),
     fine-tuned inside the model. Its input is the hidden state of the frozen lower layers, cached once
     per dataset (``TextEncoderConfig(hidden_layer=12 - layers, content_tokens_only=False)``, see
-    :func:`msa_lib.features.text_features.add_text_features`): fine-tuning 4 of 12 layers on cached
+    :func:`msa_lib.extract.text_features.add_text_features`): fine-tuning 4 of 12 layers on cached
     states costs about a third of full fine-tuning on CPU and keeps the lower layers' multilingual
     alignment intact. ``lr_scale`` lowers these layers' learning rate relative to the new layers."""
 

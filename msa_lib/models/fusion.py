@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .encoders import AttentionBlock, EncodedModality, last_real_index, masked_attention, masked_mean
-from .heads import HeadOutput, HeadSpec, PredictionHead
+from msa_lib.models.encoders import AttentionBlock, EncodedModality, last_real_index, masked_attention, masked_mean
+from msa_lib.models.heads import HeadOutput, HeadSpec, PredictionHead
 
 
 @dataclass

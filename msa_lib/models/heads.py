@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..data.labels import LabelScheme, scores_to_classes
+from msa_lib.data.labels import LabelScheme, scores_to_classes
 
 SENTIMENT_CLASS_SETS = (2, 3, 5)
 

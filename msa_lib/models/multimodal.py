@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from ..data.labels import LabelScheme
-from .encoders import (EncodedModality, EncoderConfig, ModelInputError, PretrainedTopEncoder, build_encoder,
+from msa_lib.data.labels import LabelScheme
+from msa_lib.models.encoders import (EncodedModality, EncoderConfig, ModelInputError, PretrainedTopEncoder, build_encoder,
                        is_text_modality)
-from .fusion import FUSIONS, AdaMMLGate, Fusion, FusionConfig
-from .heads import HeadOutput, HeadSpec, PredictionHead, head_spec_for
+from msa_lib.models.fusion import FUSIONS, AdaMMLGate, Fusion, FusionConfig
+from msa_lib.models.heads import HeadOutput, HeadSpec, PredictionHead, head_spec_for
 
 if TYPE_CHECKING:
-    from ..features.schema import MultimodalDataset
+    from msa_lib.data.schema import MultimodalDataset
 
 
 @dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 def __getattr__(name):  # lazy: importing the package must not pull in torch & co.
     if name in ("Predictor", "fuse", "score_to_label", "format_table"):
-        from . import predictor
+        from msa_lib.predict import predictor
 
         return getattr(predictor, name)
     raise AttributeError(name)

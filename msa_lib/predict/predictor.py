@@ -24,10 +24,10 @@ from typing import Sequence
 
 import numpy as np
 
-from ..data.labels import CLASS_NAMES, SIMS_CUTS
-from ..paths import project_path
-from ..utils import get_logger
-from .train_default import DEFAULT_MODEL_DIR, linear_proba
+from msa_lib.data.labels import CLASS_NAMES, SIMS_CUTS
+from msa_lib.core.paths import project_path
+from msa_lib.core.utils import get_logger
+from msa_lib.predict.train_default import DEFAULT_MODEL_DIR, linear_proba
 
 log = get_logger("predict")
 
@@ -91,9 +91,9 @@ class Predictor:
         return cls(path, config, arrays["text"], arrays["audio"], use_cache=use_cache, fps=fps)
 
     def _extract_config(self, fps: float, use_cache: bool):
-        from ..extract.media import MediaConfig
-        from ..extract.pipeline import ExtractConfig
-        from ..extract.visual import VisualFeatureConfig
+        from msa_lib.extract.media import MediaConfig
+        from msa_lib.extract.pipeline import ExtractConfig
+        from msa_lib.extract.visual import VisualFeatureConfig
 
         return ExtractConfig(
             modalities=("text", "audio", "vision"), audio_features=("prosody",),
@@ -105,7 +105,7 @@ class Predictor:
 
     def warm_up(self) -> dict[str, float]:
         """Load every extraction model now (once per process); returns the seconds each load took."""
-        from ..extract.pipeline import init_worker, load_models, threads_per_worker
+        from msa_lib.extract.pipeline import init_worker, load_models, threads_per_worker
 
         init_worker(threads_per_worker(1))  # as extract() does for one local worker (all cores)
         seconds = load_models(self.extract_config)
@@ -120,7 +120,7 @@ class Predictor:
         return float(2 * linear_proba(self.text, pooled.reshape(1, -1))[0] - 1)
 
     def audio_score(self, frames: np.ndarray, names: list[str]) -> float | None:
-        from ..extract.audio import summarize
+        from msa_lib.extract.audio import summarize
 
         frames = np.asarray(frames, np.float64)
         if frames.ndim != 2 or len(frames) == 0:
@@ -144,8 +144,8 @@ class Predictor:
     # -------------------------------------------------------------------------------- prediction
     def predict(self, paths: Sequence[str | os.PathLike] | str | os.PathLike, progress: bool = False) -> list[dict]:
         """One dict per input path, in input order (see the module docstring)."""
-        from ..extract.errors import MissingToolError
-        from ..extract.pipeline import ClipInput, extract
+        from msa_lib.extract.errors import MissingToolError
+        from msa_lib.extract.pipeline import ClipInput, extract
 
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]

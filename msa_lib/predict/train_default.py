@@ -7,7 +7,7 @@
   (English) and the ChnSentiCorp train split (Chinese) together, each language given the same total
   sample weight. Score = 2 P(positive) - 1.
 * ``audio.npz`` — a logistic regression on the project's own prosody functionals
-  (:func:`msa_lib.decision.emotion.extract_prosody_features`) of the RAVDESS speech recordings, trained
+  (:func:`msa_lib.studies.decision.emotion.extract_prosody_features`) of the RAVDESS speech recordings, trained
   on binary valence (happy, calm -> positive; sad, angry, fearful, disgust -> negative; neutral and
   surprised left out of training), actors 1-20; held-out test = actors 21-24. Score = 2 P(pos) - 1.
 * the face mapping — fixed expression -> valence weights (no training data).
@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.labels import CLASS_NAMES, SIMS_CUTS
-from ..paths import project_path
-from ..utils import get_logger
+from msa_lib.data.labels import CLASS_NAMES, SIMS_CUTS
+from msa_lib.core.paths import project_path
+from msa_lib.core.utils import get_logger
 
 log = get_logger("predict.train")
 
@@ -92,26 +92,13 @@ def binary_metrics(y, p) -> dict:
             "positive_rate": round(float(np.mean(y)), 4)}
 
 
-def _subsample(idx: np.ndarray, y: np.ndarray, n: int | None, seed: int) -> np.ndarray:
-    """Stratified subset of ``idx`` (positions into y) of about ``n`` rows (all when n is None)."""
-    if n is None or n >= len(idx):
-        return idx
-    rng = np.random.default_rng(seed)
-    out = []
-    for label in np.unique(y[idx]):
-        members = idx[y[idx] == label]
-        k = max(2, int(round(n * len(members) / len(idx))))
-        out.append(rng.choice(members, size=min(k, len(members)), replace=False))
-    return np.sort(np.concatenate(out))
-
-
 # -------------------------------------------------------------------------------------------- text
 def text_data(max_per_language: int | None = None, seed: int = 0) -> dict:
     """Pooled e5 vectors + binary labels + split of MOSI (en) and the Chinese reviews (zh)."""
-    from ..data.sources import load_mosi, load_zh_reviews
-    from ..data.splits import group_validation_split
-    from ..features.text_features import add_text_features
-    from ..train.recipes import MOSI_TEXT, ZH_TEXT
+    from msa_lib.data.sources import load_mosi, load_zh_reviews
+    from msa_lib.data.sampling import cap_splits
+    from msa_lib.data.splits import group_validation_split
+    from msa_lib.extract.text_features import MOSI_TEXT, ZH_TEXT, add_text_features
 
     out = {}
     mosi = group_validation_split(add_text_features(load_mosi(), replace(MOSI_TEXT, context=False)), 0.15, seed)
@@ -120,8 +107,7 @@ def text_data(max_per_language: int | None = None, seed: int = 0) -> dict:
         X = np.stack([v[0] for v in ds.features["text_pooled"]]).astype(np.float64)
         y = np.asarray(ds.labels, int)
         split = np.asarray(ds.split).astype(str)
-        rows = np.concatenate([_subsample(np.flatnonzero(split == s), y, max_per_language, seed)
-                               for s in ("train", "valid", "test")])
+        rows = cap_splits(split, y, {s: max_per_language for s in ("train", "valid", "test")}, seed, min_per_class=2)
         out[lang] = {"X": X[rows], "y": y[rows], "split": split[rows], "name": ds.meta.name}
     return out
 
@@ -158,8 +144,9 @@ def train_text(data: dict, seed: int = 0) -> tuple[dict, dict]:
 
 # ------------------------------------------------------------------------------------------- audio
 def audio_data(max_clips: int | None = None, seed: int = 0) -> dict:
-    from ..data.sources import RAVDESS_TEST_ACTORS, ravdess_recordings
-    from ..decision.emotion import PROSODY_FUNCTIONALS, extract_prosody_features, stratified_clip_subset
+    from msa_lib.data.sources import RAVDESS_TEST_ACTORS, ravdess_recordings
+    from msa_lib.data.sampling import stratified_clip_subset
+    from msa_lib.extract.prosody import PROSODY_FUNCTIONALS, extract_prosody_features
 
     table = ravdess_recordings().sort_values("stem").reset_index(drop=True)
     if max_clips is not None and max_clips < len(table):
@@ -217,10 +204,10 @@ def fusion_weights(text_bacc: float, audio_bacc: float, face_bacc: float = FACE_
 def train_default(out_dir: str | Path | None = None, max_text_per_language: int | None = None,
                   max_audio_clips: int | None = None, seed: int = 0) -> dict:
     """Train every branch, write the model folder, return the metrics dict."""
-    from .. import __version__ as lib_version
-    from ..extract.audio import AudioFeatureConfig, feature_names
-    from ..extract.text import TextEncoderConfig
-    from ..extract.visual import EXPRESSION_LABELS
+    from msa_lib import __version__ as lib_version
+    from msa_lib.extract.audio import AudioFeatureConfig, feature_names
+    from msa_lib.extract.text import TextEncoderConfig
+    from msa_lib.extract.visual import EXPRESSION_LABELS
 
     started = time.perf_counter()
     out = Path(out_dir) if out_dir is not None else project_path(DEFAULT_MODEL_DIR)

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..data.labels import LabelScheme
-from ..data.torch_data import batch_to
-from .trainer import _scheme, make_loader, metrics_from_predictions, output_rows
+from msa_lib.data.labels import LabelScheme
+from msa_lib.data.torch_data import batch_to
+from msa_lib.train.trainer import _scheme, make_loader, metrics_from_predictions, output_rows
 
 DEFAULT_NOISE_LEVELS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 
@@ -86,7 +86,7 @@ def robustness_curves(model, ds, modalities: Sequence[str] | None = None,
 def plot_robustness(frame: pd.DataFrame, metric: str = "acc2", ax=None, title: str | None = None):
     """Metric vs noise std, one line per modality (mean over repeats and over any extra grouping
     such as seeds), with the modality-removed value as a dashed horizontal line of the same colour."""
-    from ..plots import plt  # headless backend unless Jupyter set one
+    from msa_lib.core.plots import plt  # headless backend unless Jupyter set one
 
     if metric not in frame.columns:
         raise KeyError(f"metric {metric!r} not in the robustness table (columns: {list(frame.columns)})")

@@ -4,7 +4,7 @@
 (``clip_grad_norm_``, the pre-clip norm is recorded), evaluates on the validation loader every epoch,
 stops early after ``patience`` epochs without improvement of ``monitor``, keeps a *copy* of the best
 state dict (``copy.deepcopy``) and loads it back at the end. :func:`train_model` does the whole
-thing for a registered model on a :class:`~msa_lib.features.schema.MultimodalDataset` with train and
+thing for a registered model on a :class:`~msa_lib.data.schema.MultimodalDataset` with train and
 valid splits (standardise features first: :class:`msa_lib.data.torch_data.Standardizer`).
 
 :func:`predict` gives one row per sample; :func:`evaluate` turns it into the metrics of
@@ -30,12 +30,12 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..data.labels import LabelScheme
-from ..data.torch_data import MultimodalTorchDataset, batch_to, collate
-from ..evaluate.metrics import binary_metrics, classification_metrics, regression_metrics
-from ..models.heads import LossConfig, compute_loss
-from ..models.multimodal import ModelConfig, ModelOutput, MultimodalModel, build_model_for
-from ..utils import get_logger, resolve_device, set_seed
+from msa_lib.data.labels import LabelScheme
+from msa_lib.data.torch_data import MultimodalTorchDataset, batch_to, collate
+from msa_lib.evaluate.metrics import binary_metrics, classification_metrics, regression_metrics
+from msa_lib.models.heads import LossConfig, compute_loss
+from msa_lib.models.multimodal import ModelConfig, ModelOutput, MultimodalModel, build_model_for
+from msa_lib.core.utils import get_logger, resolve_device, set_seed
 
 log = get_logger("train")
 

@@ -21,7 +21,7 @@ import pandas as pd
 
 from msa_lib.data import sources
 from msa_lib.data.splits import group_validation_split
-from msa_lib.plots import plot_histograms, plot_label_distribution, results_dir, save_figure
+from msa_lib.core.plots import plot_histograms, plot_label_distribution, results_dir, save_figure
 
 mosi = group_validation_split(sources.load_mosi(), valid_fraction=0.15, seed=0)
 zh = sources.load_zh_reviews()

@@ -34,8 +34,8 @@ import pandas as pd
 from msa_lib.data import sources
 from msa_lib.extract import plots as xp
 from msa_lib.extract.pipeline import ClipInput, ExtractConfig, extract
-from msa_lib.paths import project_path
-from msa_lib.plots import results_dir, save_figure
+from msa_lib.core.paths import project_path
+from msa_lib.core.plots import results_dir, save_figure
 
 features_out = f"{reports_dir}/features/clips_features.pkl" if smoke else "data/features/clips_features.pkl"
 manifest = sources.read_clip_manifest("data/clips/manifest.csv")

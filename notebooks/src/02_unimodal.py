@@ -35,8 +35,8 @@ from dataclasses import replace
 import pandas as pd
 
 from msa_lib.evaluate.results import ResultsTable
-from msa_lib.plots import plot_learning_curves, plot_metric_bars, results_dir, save_figure
-from msa_lib.train.recipes import (ADAPTED_TEXT_ENCODER, MOSI_TEXT, RunOutput, adapt_text_encoder, linear_baselines, model_config,
+from msa_lib.core.plots import plot_learning_curves, plot_metric_bars, results_dir, save_figure
+from msa_lib.studies.recipes import (ADAPTED_TEXT_ENCODER, MOSI_TEXT, RunOutput, adapt_text_encoder, linear_baselines, model_config,
                                    prepare_mosi, prepare_zh_reviews, run_models)
 from msa_lib.train.trainer import TrainConfig
 
@@ -58,7 +58,7 @@ references
 # %% [markdown]
 # ## Unimodal models on MOSI
 # `text_only` sees e5 token states (frozen: layer 8 of 12; fine-tuned: the top 4 e5 layers adapted on
-# MOSI train, stage 1 of the recipe in `msa_lib.train.recipes`), encoded by one 128-d transformer layer
+# MOSI train, stage 1 of the recipe in `msa_lib.studies.recipes`), encoded by one 128-d transformer layer
 # in the default run (`light_text_encoder`; the seed's 256-d / 4-layer encoder costs ~8x more per epoch).
 
 # %%

@@ -7,7 +7,7 @@
 # a modality ablation, robustness to noise / a missing modality, and how often the AdaMML policy keeps
 # each modality.
 #
-# Recipe (see `msa_lib/train/recipes.py`): stage 1 fine-tunes the top 4 layers of multilingual-e5-small
+# Recipe (see `msa_lib/studies/recipes.py`): stage 1 fine-tunes the top 4 layers of multilingual-e5-small
 # as a text-only model on MOSI train (early stopping on validation videos); every model then trains on
 # those adapted token states with its own encoders, fusion and head (AdamW, lr 1e-4, batch 32, dropout
 # 0.3, cosine schedule, gradient clipping 1.0, early stopping on validation). To fit five seeds of ten
@@ -35,8 +35,8 @@ models = ["text_only", "audio_only", "visual_only", "late_vote", "late_avg", "ea
 import pandas as pd
 
 from msa_lib.evaluate.results import ResultsTable
-from msa_lib.plots import (plot_confusions, plot_gate_usage, plot_metric_bars, results_dir, save_figure)
-from msa_lib.train.recipes import (ADAPTED_TEXT_ENCODER, MOSI_MODEL_INPUTS, RunOutput, adapt_text_encoder,
+from msa_lib.core.plots import (plot_confusions, plot_gate_usage, plot_metric_bars, results_dir, save_figure)
+from msa_lib.studies.recipes import (ADAPTED_TEXT_ENCODER, MOSI_MODEL_INPUTS, RunOutput, adapt_text_encoder,
                                    confusion_by_model, model_config, prepare_mosi, run_models)
 from msa_lib.train.robustness import plot_robustness, robustness_curves
 from msa_lib.train.trainer import TrainConfig

@@ -13,7 +13,7 @@
 # One trimodal model (text, audio, vision → early-concat fusion → head) sees both: Chinese reviews arrive
 # with audio and vision *absent* (`present = False`), which the model meets in training through modality
 # dropout. The text input is the frozen multilingual-e5-small sentence vector (see `text_input` below and
-# the module docstring of `msa_lib.crosslingual.experiments` for why).
+# the module docstring of `msa_lib.studies.crosslingual` for why).
 #
 # | setting | task loss on | extra loss |
 # |---|---|---|
@@ -49,10 +49,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from msa_lib.crosslingual import experiments as xl
+from msa_lib.studies import crosslingual as xl
 from msa_lib.evaluate.results import ResultsTable
-from msa_lib.plots import results_dir, save_figure
-from msa_lib.train.recipes import linear_baselines
+from msa_lib.core.plots import results_dir, save_figure
+from msa_lib.studies.recipes import linear_baselines
 
 torch.set_num_threads(torch_threads)
 warnings.filterwarnings("ignore", "Mean of empty slice")  # metrics that only some rows have (estimated prior)

@@ -36,9 +36,9 @@ import warnings
 import pandas as pd
 import torch
 
-from msa_lib.crosslingual import experiments as xl
+from msa_lib.studies import crosslingual as xl
 from msa_lib.evaluate.results import ResultsTable
-from msa_lib.plots import results_dir, save_figure
+from msa_lib.core.plots import results_dir, save_figure
 
 torch.set_num_threads(torch_threads)
 warnings.filterwarnings("ignore", "Mean of empty slice")  # metrics that only some rows have (estimated prior)

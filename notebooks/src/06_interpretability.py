@@ -56,11 +56,12 @@ from msa_lib.explain import attention as A
 from msa_lib.explain import attribution as X
 from msa_lib.explain import explorer as E
 from msa_lib.explain import plots as P
-from msa_lib.explain import setups
-from msa_lib.paths import cache_dir, project_path
-from msa_lib.plots import plt, results_dir, save_figure
+from msa_lib.studies import interpretability as setups
+from msa_lib.data.sampling import cap_splits
+from msa_lib.core.paths import cache_dir, project_path
+from msa_lib.core.plots import plt, results_dir, save_figure
 from msa_lib.train.trainer import TrainConfig, evaluate, make_loader, predict, train_model
-from msa_lib.utils import set_seed
+from msa_lib.core.utils import set_seed
 
 torch.set_num_threads(num_threads)
 set_seed(seed)
@@ -147,7 +148,7 @@ contrib_table.round(3)
 
 # %%
 t0 = time.time()
-explain_rows = setups.stratified_rows(mosi_test, {"test": n_explain}, seed)
+explain_rows = cap_splits(mosi_test.split, mosi_test.labels, {"test": n_explain}, seed)
 explain_set = mosi_test.subset(explain_rows)
 explain_loader = make_loader(explain_set, mosi_model.modalities, batch_size=4)
 attributor = X.TokenAttributor(mosi_model, mosi.meta.modalities["text"].extractor, n_steps=ig_steps)

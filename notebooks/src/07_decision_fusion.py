@@ -47,10 +47,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from msa_lib.decision import emotion, experiment
-from msa_lib.decision import plots as dplots
-from msa_lib.decision.emotion import BranchConfig
-from msa_lib.plots import results_dir, save_figure
+from msa_lib.studies.decision import emotion, experiment
+from msa_lib.studies.decision import plots as dplots
+from msa_lib.studies.decision.emotion import BranchConfig
+from msa_lib.core.plots import results_dir, save_figure
 
 torch.set_num_threads(num_threads)
 results, started = results_dir(reports_dir), time.time()
@@ -79,7 +79,7 @@ print(f"{len(y)} clips used; per split:", data.table["split"].value_counts().to_
 # audio_features=("prosody",))`: ffmpeg decode, YIN pitch, voicing, energy, HNR, MFCC, spectral shape
 # at 100 Hz) and is summarised per clip by eight functionals (mean, std, 10/50/90th percentile, min,
 # max, slope). The Whisper-base encoder runs once per clip with every block's output kept
-# (`msa_lib.decision.whisper_layers`, identical to the pipeline's `WhisperEncoderFeatures(layer=k)`
+# (`msa_lib.extract.whisper_layers`, identical to the pipeline's `WhisperEncoderFeatures(layer=k)`
 # for each *k*), so the layer can be chosen afterwards without re-running the encoder. Both are cached
 # per clip; the times below are those measured when each clip was extracted (a rerun reads the cache).
 
@@ -126,7 +126,7 @@ sweep_table.pivot(index="layer", columns="pooling", values="mean").mul(100).roun
 # ## 5 · Branches and decision fusion, clean and with one branch degraded
 # Every branch is a standardised scikit-learn classifier whose strength `C` is picked on the validation
 # actors (then refitted on the training actors). The two branches that are fused are `audio` and
-# `visual_au`. The rules (`msa_lib/decision/rules.py`):
+# `visual_au`. The rules (`msa_lib/models/decision_fusion.py`):
 #
 # * `average` — mean of the two probability tables;
 # * `accuracy_weighted` — weights ∝ validation accuracy (the seed's rule); `accuracy_weighted_above_chance`

@@ -12,30 +12,10 @@ import math
 
 import numpy as np
 
-from ..features.schema import MultimodalDataset, concat
+from msa_lib.data.sampling import stratified_sample
+from msa_lib.data.schema import MultimodalDataset, concat
 
 METHODS = ("rehearsal", "target_only")
-
-
-def stratified_sample(labels, k_percent: float, seed: int = 0, min_per_class: int = 1) -> np.ndarray:
-    """Sorted indices of ``k_percent`` % of the samples of every class (labels < 0 are never drawn).
-
-    Each class contributes ``round(k / 100 * n_class)`` samples, at least ``min_per_class`` when
-    ``k > 0`` (and at most all of them). Same seed -> same sample; nested over ``k``.
-    """
-    labels = np.asarray(labels)
-    if not 0 <= k_percent <= 100:
-        raise ValueError(f"k_percent must be in [0, 100], got {k_percent}")
-    if k_percent == 0:
-        return np.zeros(0, dtype=int)
-    rng = np.random.default_rng(seed)
-    chosen = []
-    for cls in np.unique(labels[labels >= 0]):
-        members = np.flatnonzero(labels == cls)
-        members = members[rng.permutation(len(members))]
-        n = min(len(members), max(min_per_class, int(math.floor(k_percent / 100 * len(members) + 0.5))))
-        chosen.append(members[:n])
-    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=int)
 
 
 def target_sample(target: MultimodalDataset, k_percent: float, seed: int = 0, split: str = "train") -> MultimodalDataset:

@@ -23,16 +23,17 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..data.sources import RAVDESS_EMOTIONS, RAVDESS_TEST_ACTORS, load_ravdess_au_mfcc, ravdess_recordings
-from ..data.splits import assert_disjoint_groups, group_validation_split
-from ..features.schema import MultimodalDataset
-from ..utils import get_logger
+from msa_lib.data.sources import RAVDESS_EMOTIONS, RAVDESS_TEST_ACTORS, load_ravdess_au_mfcc, ravdess_recordings
+from msa_lib.data.splits import assert_disjoint_groups, group_validation_split
+from msa_lib.data.schema import MultimodalDataset
+from msa_lib.data.sampling import stratified_clip_subset
+from msa_lib.extract.prosody import PROSODY_FUNCTIONALS, extract_prosody_features
+from msa_lib.core.utils import get_logger
 
 log = get_logger("decision.emotion")
 
 N_CLASSES = len(RAVDESS_EMOTIONS)
 KEY_FIELDS = ("emotion", "intensity", "statement", "repetition", "actor")
-PROSODY_FUNCTIONALS = ("mean", "std", "p10", "p50", "p90", "min", "max", "slope")
 
 
 class RavdessJoinError(ValueError):
@@ -109,22 +110,6 @@ def load_ravdess_branches() -> RavdessBranches:
     return RavdessBranches(table, au.subset(index), report)
 
 
-def stratified_clip_subset(table: pd.DataFrame, n_per_actor: int = 2, seed: int = 0) -> np.ndarray:
-    """Row indices of a small subset: ``n_per_actor`` clips of every actor, the emotions rotating over
-    actors so that every emotion appears in every block of ``8 / n_per_actor`` consecutive actors
-    (train, validation and test all see every emotion when the subset is used for a smoke run)."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    actors = sorted(table["actor"].unique())
-    for a_pos, actor in enumerate(actors):
-        for j in range(n_per_actor):
-            emotion = (a_pos * n_per_actor + j) % N_CLASSES
-            cand = np.flatnonzero((table["actor"].to_numpy() == actor) & (table["emotion"].to_numpy() == emotion))
-            if len(cand):
-                rows.append(int(rng.choice(cand)))
-    return np.array(sorted(rows))
-
-
 # ------------------------------------------------------------------------------------ audio features
 @dataclass
 class AudioFeatures:
@@ -134,53 +119,13 @@ class AudioFeatures:
     timings: pd.DataFrame  # per clip: decode_s, prosody_s, whisper_s, duration_s, cached
 
 
-def extract_prosody_features(paths: Sequence[str], functionals: tuple[str, ...] = PROSODY_FUNCTIONALS,
-                             progress: bool = True, workers: int = 1) -> tuple[np.ndarray, list[str], pd.DataFrame]:
-    """Utterance functionals of the pipeline's frame-level prosody (``audio_features=("prosody",)``),
-    cached per clip by the pipeline. Returns ``(N x D, names, timings)``."""
-    from ..extract.audio import feature_names, summarize
-    from ..extract.pipeline import ExtractConfig, extract
-
-    paths = [str(p) for p in paths]
-    cfg = ExtractConfig(modalities=("audio",), audio_features=("prosody",), workers=workers)
-    ds = extract(paths, cfg, progress=progress, name="ravdess_speech")
-    by_path = {e["path"]: (seq, e) for seq, e in zip(ds.features.get("audio", []), ds.extra)}
-    # A few RAVDESS recordings are so quiet (peak around -45 dBFS) that the pipeline's silence gate skips
-    # them as "silent audio track"; they hold speech, so run the same prosody extractor on them directly.
-    reasons = {f["clip"]: f["error"] for f in ds.failures}
-    rows = []
-    for p in paths:
-        if p in by_path:
-            seq, e = by_path[p]
-            rows.append((seq, e.get("duration", np.nan), e.get("timings", {}).get("decode", np.nan),
-                         e.get("timings", {}).get("audio", np.nan), "pipeline", bool(e.get("cached", False))))
-        elif "silent audio track" in reasons.get(p, ""):
-            rows.append(_direct_prosody(p, cfg))
-        else:
-            raise RuntimeError(f"{p}: prosody extraction failed ({reasons.get(p, 'no result')})")
-    names = feature_names(cfg.audio)
-    prosody, prosody_names = [], None
-    for seq, *_ in rows:
-        vec, prosody_names = summarize(seq, names, functionals=functionals)
-        prosody.append(vec)
-    timings = pd.DataFrame({
-        "path": paths,
-        "duration_s": [r[1] for r in rows],
-        "decode_s": [r[2] for r in rows],
-        "prosody_s": [r[3] for r in rows],
-        "prosody_source": [r[4] for r in rows],
-        "prosody_cached": [r[5] for r in rows],
-    })
-    return np.stack(prosody).astype(np.float64), prosody_names, timings
-
-
 def extract_audio_features(paths: Sequence[str], whisper_window_seconds: float = 30.0,
                            functionals: tuple[str, ...] = PROSODY_FUNCTIONALS, progress: bool = True,
                            workers: int = 1) -> AudioFeatures:
     """Prosody functionals (:func:`extract_prosody_features`) and all-layer Whisper-encoder frames
-    (:func:`~msa_lib.decision.whisper_layers.extract_layerwise`); both cached per clip, so a rerun only
+    (:func:`~msa_lib.extract.whisper_layers.extract_layerwise`); both cached per clip, so a rerun only
     reads the caches and still reports the original extraction times."""
-    from .whisper_layers import LayerwiseWhisperConfig, extract_layerwise
+    from msa_lib.extract.whisper_layers import LayerwiseWhisperConfig, extract_layerwise
 
     paths = [str(p) for p in paths]
     X, names, timings = extract_prosody_features(paths, functionals, progress, workers)
@@ -188,17 +133,6 @@ def extract_audio_features(paths: Sequence[str], whisper_window_seconds: float =
                                           progress=progress)
     timings["whisper_s"] = whisper_s  # includes its own ffmpeg decode
     return AudioFeatures(X, names, frames, timings)
-
-
-def _direct_prosody(path: str, cfg) -> tuple:
-    from ..extract.audio import extract_prosody
-    from ..extract.media import extract_audio
-
-    t0 = time.perf_counter()
-    y = extract_audio(path, sr=cfg.media.sample_rate)
-    t1 = time.perf_counter()
-    seq, _ = extract_prosody(y, cfg.media.sample_rate, cfg.audio)
-    return seq, len(y) / cfg.media.sample_rate, t1 - t0, time.perf_counter() - t1, "direct (pipeline: silent)", False
 
 
 def timing_summary(timings: pd.DataFrame) -> pd.DataFrame:
@@ -218,7 +152,7 @@ def timing_summary(timings: pd.DataFrame) -> pd.DataFrame:
 
 
 def whisper_matrix(layer_frames: Sequence[np.ndarray], layer: int, pooling: str) -> np.ndarray:
-    from .whisper_layers import layer_matrix
+    from msa_lib.extract.whisper_layers import layer_matrix
 
     return layer_matrix(layer_frames, layer, pooling).astype(np.float64)
 

@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..models.encoders import EncodedModality
-from ..models.heads import HeadOutput, LossConfig, LossParts, compute_loss
+from msa_lib.models.encoders import EncodedModality
+from msa_lib.models.heads import HeadOutput, LossConfig, LossParts, compute_loss
 
 CONDITIONS = ("none", "audio", "vision", "both")
 NEGATIVES = ("same_condition", "in_batch")
@@ -246,7 +246,7 @@ class CrossLingualObjective(nn.Module):
 
 
 def _output(model, fused, pred: HeadOutput):
-    from ..models.multimodal import ModelOutput
+    from msa_lib.models.multimodal import ModelOutput
 
     return ModelOutput(pred.score, pred.logits, fused.fused, fused.per_modality, {}, fused.gates, fused.aux_loss,
                        model.fusion.provides_prediction, list(model.modalities))

@@ -16,7 +16,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..data.labels import LabelScheme, check_targets
+from msa_lib.data.labels import LabelScheme, check_targets
 
 STANDARD_MODALITIES = ("text", "audio", "vision")
 SPLITS = ("train", "valid", "test")

@@ -5,9 +5,9 @@ Steps: the numbered notebooks (papermill; executed copies in ``reports/notebooks
 prediction model (``models/default/``), the benchmarks (``reports/benchmarks/*.json``) and the summary
 (``reports/SUMMARY.md`` and the results block of README.md).
 
-    python -m msa_lib.run_all                      # everything
-    python -m msa_lib.run_all --steps notebooks    # one or more steps
-    python -m msa_lib.run_all --smoke              # small parameters; writes under .cache/ only
+    python -m msa_lib.app.run_all                      # everything
+    python -m msa_lib.app.run_all --steps notebooks    # one or more steps
+    python -m msa_lib.app.run_all --smoke              # small parameters; writes under .cache/ only
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import subprocess
 import sys
 import time
 
-from .notebook_runner import NOTEBOOKS, SMOKE_REPORTS_DIR, NotebookFailed, run_notebooks
-from .paths import PROJECT_ROOT
+from msa_lib.app.notebook_runner import NOTEBOOKS, SMOKE_REPORTS_DIR, NotebookFailed, run_notebooks
+from msa_lib.core.paths import PROJECT_ROOT
 
 STEPS = ("notebooks", "default_model", "benchmarks", "summary")
 SMOKE_MODEL_DIR = ".cache/smoke_models/default"
@@ -59,14 +59,14 @@ DEMO_CLIPS = ("data/clips/chsims_video_0001_0001.mp4", "data/clips/chsims_video_
 def predict_demo(model_dir: str) -> str:
     """``msa predict`` on the shipped clips, as a user would type it; returns command + output."""
     args = ["predict", *DEMO_CLIPS, "--model-dir", model_dir]
-    done = subprocess.run([sys.executable, "-m", "msa_lib.cli", *args], cwd=PROJECT_ROOT, check=True,
+    done = subprocess.run([sys.executable, "-m", "msa_lib.app.cli", *args], cwd=PROJECT_ROOT, check=True,
                           capture_output=True, text=True)
     shown = ["predict", *DEMO_CLIPS] if model_dir == "models/default" else args
     return f"$ msa {' '.join(shown)}\n{done.stdout.rstrip()}\n"
 
 
 def step_summary(smoke: bool) -> None:
-    from .evaluate import summary
+    from msa_lib.app import summary
 
     if smoke:
         print(summary.write(SMOKE_REPORTS_DIR, readme=None))
@@ -98,7 +98,7 @@ def main(argv=None) -> int:
             actions[step]()
         except (NotebookFailed, subprocess.CalledProcessError) as exc:
             print(f"ERROR: step '{step}' failed: {exc}", file=sys.stderr)
-            print(f"Resume from it with: python -m msa_lib.run_all --steps "
+            print(f"Resume from it with: python -m msa_lib.app.run_all --steps "
                   f"{' '.join(STEPS[STEPS.index(step):])}{' --smoke' if args.smoke else ''}", file=sys.stderr)
             return 1
         print(f"== step {step} done in {time.time() - t0:.0f} s ==", flush=True)

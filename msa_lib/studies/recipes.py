@@ -4,7 +4,7 @@ model is trained over several seeds. Notebooks call these and plot; they hold no
 CMU-MOSI text path (two stages, so ten models x five seeds train in minutes on a CPU):
 
 1. ``text``: multilingual-e5-small hidden states after layer 8 of 12 (cached once, see
-   :mod:`msa_lib.features.text_features`), plus ``text_context`` (pooled vectors of the previous and
+   :mod:`msa_lib.extract.text_features`), plus ``text_context`` (pooled vectors of the previous and
    next utterance of the same video, bc-LSTM-style context, text only).
 2. :func:`adapt_text_encoder`: per seed, the top 4 e5 layers are fine-tuned as a text-only model on
    MOSI train (early stopping on the validation *videos*); the adapted token states then replace
@@ -24,22 +24,21 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..data.sources import load_mosi, load_zh_reviews
-from ..data.splits import group_validation_split
-from ..data.torch_data import Standardizer
-from ..evaluate.metrics import confusion
-from ..features.schema import ModalitySpec, MultimodalDataset
-from ..features.text_features import TextFeatureConfig, add_text_features
-from ..models.encoders import EncoderConfig
-from ..models.multimodal import ModelConfig
-from ..paths import cache_dir
-from ..utils import get_logger, set_seed
-from .trainer import TrainConfig, evaluate, make_loader, predict, train_model
+from msa_lib.data.sources import load_mosi, load_zh_reviews
+from msa_lib.data.sampling import cap_splits
+from msa_lib.data.splits import group_validation_split
+from msa_lib.data.torch_data import Standardizer
+from msa_lib.evaluate.metrics import confusion
+from msa_lib.data.schema import ModalitySpec, MultimodalDataset
+from msa_lib.extract.text_features import MOSI_TEXT, ZH_TEXT, TextFeatureConfig, add_text_features
+from msa_lib.models.encoders import EncoderConfig
+from msa_lib.models.multimodal import ModelConfig
+from msa_lib.core.paths import cache_dir
+from msa_lib.core.utils import get_logger, set_seed
+from msa_lib.train.trainer import TrainConfig, evaluate, make_loader, predict, train_model
 
 log = get_logger("recipes")
 
-MOSI_TEXT = TextFeatureConfig(hidden_layer=8, max_length=64, context=True, show_progress=False)
-ZH_TEXT = TextFeatureConfig(hidden_layer=8, max_length=128, context=False, show_progress=False)
 MOSI_TRIMODAL = ("text", "text_context", "audio", "vision")
 # which inputs each named model sees on MOSI ("trimodal" = text with its context, audio, vision)
 MOSI_MODEL_INPUTS: dict[str, tuple[str, ...]] = {
@@ -77,24 +76,8 @@ def prepare_zh_reviews(text: TextFeatureConfig | None = ZH_TEXT, max_train: int 
                        max_eval: int | None = None, seed: int = 0) -> MultimodalDataset:
     """The Chinese reviews with e5 text features; ``max_*`` take stratified subsets (smoke runs)."""
     ds = load_zh_reviews()
-    keep = np.ones(len(ds), bool)
-    rng = np.random.default_rng(seed)
-    for split, cap in (("train", max_train), ("valid", max_eval), ("test", max_eval)):
-        idx = np.flatnonzero(ds.split == split)
-        if cap is not None and len(idx) > cap:
-            drop = _stratified_drop(idx, ds.labels[idx], len(idx) - cap, rng)
-            keep[drop] = False
-    ds = ds.subset(keep)
+    ds = ds.subset(cap_splits(ds.split, ds.labels, {"train": max_train, "valid": max_eval, "test": max_eval}, seed))
     return add_text_features(ds, text) if text is not None else ds
-
-
-def _stratified_drop(idx, labels, n_drop, rng) -> np.ndarray:
-    frac = n_drop / len(idx)
-    out = []
-    for lab in np.unique(labels):
-        members = idx[labels == lab]
-        out.extend(rng.choice(members, int(round(frac * len(members))), replace=False))
-    return np.asarray(out, int)
 
 
 # Text encoder over token states that already went through the fine-tuned top e5 layers (stage 1):
@@ -232,7 +215,7 @@ def linear_baselines(ds: MultimodalDataset, feature_sets: dict[str, Sequence[str
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from ..evaluate.metrics import binary_metrics
+    from msa_lib.evaluate.metrics import binary_metrics
 
     def matrix(part, mods):
         return np.hstack([np.stack([np.nan_to_num(np.nanmean(a, axis=0)) if len(a) else np.zeros(a.shape[1])

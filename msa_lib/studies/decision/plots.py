@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ..data.sources import RAVDESS_EMOTIONS
+from msa_lib.data.sources import RAVDESS_EMOTIONS
 
 SHORT = [e[:4] for e in RAVDESS_EMOTIONS]
 

@@ -37,9 +37,9 @@ from typing import Sequence
 
 import numpy as np
 
-from ..paths import cache_dir
-from ..pretrained import ModelNotAvailable, downloads_allowed, is_local_path
-from ..utils import as_text_list, get_logger
+from msa_lib.core.paths import cache_dir
+from msa_lib.core.pretrained import ModelNotAvailable, downloads_allowed, is_local_path
+from msa_lib.core.utils import as_text_list, get_logger
 
 log = get_logger("crosslingual.translate")
 
@@ -296,7 +296,7 @@ def cedict_index(path: str | os.PathLike | None = None) -> CedictIndex:
     import pickle
     import tempfile
 
-    from ..pretrained import sha256_file
+    from msa_lib.core.pretrained import sha256_file
 
     key = str(path or "default")
     if key in _INDEX:
@@ -577,7 +577,7 @@ class Seq2SeqTranslator(Translator):
     def _load(self):
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-        from ..utils import resolve_device
+        from msa_lib.core.utils import resolve_device
 
         name = str(self.config.model)
         local = is_local_path(name)
@@ -629,7 +629,7 @@ class WhisperSpeechTranslator(Translator):
 
     def __init__(self, asr_config=None, cache: TranslationCache | bool | None = True, **overrides):
         super().__init__(cache)
-        from ..extract.asr import ASRConfig, Transcriber
+        from msa_lib.extract.asr import ASRConfig, Transcriber
 
         self.transcriber = Transcriber(asr_config or ASRConfig(), **overrides)
 
@@ -650,7 +650,7 @@ class WhisperSpeechTranslator(Translator):
             path = Path(audio)
             if not path.is_file():
                 raise TranslationError(f"{path}: audio file not found")
-            from ..pretrained import sha256_file
+            from msa_lib.core.pretrained import sha256_file
 
             return "file-sha256:" + sha256_file(path)
         arr = np.ascontiguousarray(np.asarray(audio, dtype=np.float32))

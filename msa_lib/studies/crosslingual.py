@@ -50,19 +50,20 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..data.labels import LabelScheme
-from ..data.splits import group_validation_split
-from ..data.torch_data import Standardizer, batch_to
-from ..evaluate.metrics import best_threshold_accuracy, binary_metrics, roc_auc
-from ..features.schema import ModalitySpec, MultimodalDataset, concat
-from ..features.text_features import TextFeatureConfig, add_text_features
-from ..models.encoders import EncoderConfig
-from ..models.multimodal import ModelConfig, MultimodalModel, build_model_for
-from ..train.trainer import TrainingError, make_loader, param_groups, predict
-from ..utils import get_logger, set_seed
-from .fewshot import few_shot_training_set
-from .losses import CrossLingualObjective, NCEConfig
-from .translate import DictionaryTranslator, Translator
+from msa_lib.data.labels import LabelScheme
+from msa_lib.data.sampling import cap_splits, stratified_sample
+from msa_lib.data.splits import group_validation_split
+from msa_lib.data.torch_data import Standardizer, batch_to
+from msa_lib.evaluate.metrics import best_threshold_accuracy, binary_metrics, roc_auc
+from msa_lib.data.schema import ModalitySpec, MultimodalDataset, concat
+from msa_lib.extract.text_features import TextFeatureConfig, add_text_features
+from msa_lib.models.encoders import EncoderConfig
+from msa_lib.models.multimodal import ModelConfig, MultimodalModel, build_model_for
+from msa_lib.train.trainer import TrainingError, make_loader, param_groups, predict
+from msa_lib.core.utils import get_logger, set_seed
+from msa_lib.studies.fewshot import few_shot_training_set
+from msa_lib.train.contrastive import CrossLingualObjective, NCEConfig
+from msa_lib.extract.translate import DictionaryTranslator, Translator
 
 log = get_logger("crosslingual")
 
@@ -97,23 +98,9 @@ def _with_text(ds: MultimodalDataset, feats: MultimodalDataset, key: str, as_key
                                                                       spec.level, spec.rate_hz, spec.extractor))
 
 
-def _stratified_cap(ds: MultimodalDataset, caps: dict, seed: int = 0) -> MultimodalDataset:
-    from .fewshot import stratified_sample
-
-    keep = []
-    for split in ("train", "valid", "test"):
-        idx = np.flatnonzero(ds.split == split)
-        cap = caps.get(split)
-        if cap is not None and cap < len(idx):
-            pct = 100.0 * cap / len(idx)
-            idx = idx[stratified_sample(ds.labels[idx], pct, seed)]
-        keep.append(idx)
-    return ds.subset(np.sort(np.concatenate(keep)))
-
-
 def load_source(cfg: DataConfig | None = None, translator: Translator | None = None) -> MultimodalDataset:
     """MOSI (group validation split) with ``text``, ``text_tr`` (its Chinese translation), audio, vision."""
-    from ..data.sources import load_mosi
+    from msa_lib.data.sources import load_mosi
 
     cfg = cfg or DataConfig()
     mosi = group_validation_split(load_mosi(), valid_fraction=cfg.source_valid_fraction, seed=0)
@@ -134,12 +121,12 @@ def load_source(cfg: DataConfig | None = None, translator: Translator | None = N
 
 def load_target(cfg: DataConfig | None = None) -> MultimodalDataset:
     """The Chinese reviews with ``text`` features (optionally capped per split, stratified)."""
-    from ..data.sources import load_zh_reviews
+    from msa_lib.data.sources import load_zh_reviews
 
     cfg = cfg or DataConfig()
     zh = load_zh_reviews()
     if cfg.zh_max:
-        zh = _stratified_cap(zh, cfg.zh_max)
+        zh = zh.subset(cap_splits(zh.split, zh.labels, cfg.zh_max))
     feats = add_text_features(zh, cfg.zh_text)
     return _with_text(zh.with_modalities([]), feats, _text_key(cfg), TEXT)
 
@@ -544,18 +531,18 @@ def clip_predictions(model, data_cfg: DataConfig, source_raw: MultimodalDataset,
                      manifest: str = "data/clips/manifest.csv", whisper: bool = False) -> pd.DataFrame:
     """The demo clips' transcripts (text only) through ``model``; with ``whisper`` also Whisper's English
     speech translation of the non-English clips. Text vectors get the same language centring as training."""
-    from ..data.sources import read_clip_manifest
-    from ..extract.text import TextEncoder, TextEncoderConfig
+    from msa_lib.data.sources import read_clip_manifest
+    from msa_lib.extract.text import TextEncoder, TextEncoderConfig
 
     if data_cfg.text_input != "pooled":
         raise ValueError("clip_predictions supports text_input='pooled' only")
     clips = read_clip_manifest(manifest)
-    from ..utils import normalize_transcript
+    from msa_lib.core.utils import normalize_transcript
 
     texts = [(row.clip_id, row.language, "transcript", normalize_transcript(row.transcript), row.label)
              for row in clips.itertuples()]
     if whisper:
-        from .translate import WhisperSpeechTranslator
+        from msa_lib.extract.translate import WhisperSpeechTranslator
 
         foreign = clips[clips["language"] != "en"]
         if len(foreign):
@@ -587,8 +574,6 @@ def linear_reference(source: MultimodalDataset, target: MultimodalDataset, k_per
     zero-shot reference) or on k % of the Chinese train reviews alone. k = 100 is the supervised ceiling of
     the frozen representation — the best any head on these vectors can be expected to do."""
     from sklearn.linear_model import LogisticRegression
-
-    from .fewshot import stratified_sample
 
     def matrix(ds):
         return np.stack([a[0] for a in ds.features[TEXT]])

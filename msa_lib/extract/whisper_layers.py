@@ -26,9 +26,9 @@ from typing import Sequence
 
 import numpy as np
 
-from ..extract.asr import WHISPER_WINDOW_SECONDS, WhisperEncoderConfig, WhisperEncoderFeatures
-from ..paths import cache_dir, project_path
-from ..utils import get_logger
+from msa_lib.extract.asr import WHISPER_WINDOW_SECONDS, WhisperEncoderConfig, WhisperEncoderFeatures
+from msa_lib.core.paths import cache_dir, project_path
+from msa_lib.core.utils import get_logger
 
 log = get_logger("decision.whisper_layers")
 
@@ -150,7 +150,7 @@ def extract_layerwise(paths: Sequence[str | os.PathLike], config: LayerwiseWhisp
     """
     from tqdm.auto import tqdm
 
-    from ..extract.media import extract_audio
+    from msa_lib.extract.media import extract_audio
 
     cfg = config or LayerwiseWhisperConfig()
     folder, settings = cfg.cache_path(), cfg.settings_hash()

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from .paths import PROJECT_ROOT, project_path
+from msa_lib.core.paths import PROJECT_ROOT, project_path
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 NOTEBOOKS = (

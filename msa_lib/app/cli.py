@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .extract.errors import MissingToolError
+from msa_lib.extract.errors import MissingToolError
 
 
 def _extract(args) -> int:
     from dataclasses import replace
 
-    from .extract.asr import ASRConfig
-    from .extract.media import MediaConfig
-    from .extract.pipeline import ExtractConfig, extract
+    from msa_lib.extract.asr import ASRConfig
+    from msa_lib.extract.media import MediaConfig
+    from msa_lib.extract.pipeline import ExtractConfig, extract
 
     cfg = ExtractConfig(
         modalities=tuple(args.modalities.split(",")),
@@ -37,7 +37,7 @@ def _extract(args) -> int:
 def _predict(args) -> int:
     import json
 
-    from .predict.predictor import Predictor, format_table
+    from msa_lib.predict.predictor import Predictor, format_table
 
     predictor = Predictor.load(args.model_dir, use_cache=args.cache, fps=args.fps)
     results = predictor.predict(args.clips, progress=False)
@@ -54,7 +54,7 @@ def _predict(args) -> int:
 
 
 def _train_default(args) -> int:
-    from .predict.train_default import main as train_main
+    from msa_lib.predict.train_default import main as train_main
 
     argv = [] if args.out is None else ["--out", args.out]
     if args.max_text_per_language is not None:
@@ -103,12 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("doctor", help="check the environment and bundled models")
     p.add_argument("--browser", action="store_true")
-    p.set_defaults(func=lambda a: __import__("msa_lib.doctor", fromlist=["main"]).main(["--browser"] if a.browser else []))
+    p.set_defaults(func=lambda a: __import__("msa_lib.app.doctor", fromlist=["main"]).main(["--browser"] if a.browser else []))
 
     p = sub.add_parser("notebooks", help="run the numbered notebooks with papermill")
     p.add_argument("names", nargs="*")
     p.add_argument("--smoke", action="store_true")
-    p.set_defaults(func=lambda a: __import__("msa_lib.notebook_runner", fromlist=["main"]).main(
+    p.set_defaults(func=lambda a: __import__("msa_lib.app.notebook_runner", fromlist=["main"]).main(
         a.names + (["--smoke"] if a.smoke else [])))
     return parser
 

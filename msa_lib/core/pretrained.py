@@ -17,7 +17,7 @@ import importlib
 import os
 from pathlib import Path
 
-from .paths import cache_dir
+from msa_lib.core.paths import cache_dir
 
 
 class ModelNotAvailable(RuntimeError):

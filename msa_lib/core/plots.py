@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .paths import project_path  # noqa: E402
+from msa_lib.core.paths import project_path  # noqa: E402
 
 
 def figures_dir(reports_dir: str | os.PathLike = "reports") -> Path:

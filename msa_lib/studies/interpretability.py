@@ -20,14 +20,15 @@ from typing import Sequence
 
 import numpy as np
 
-from ..data import sources
-from ..data.splits import group_validation_split
-from ..data.torch_data import Standardizer
-from ..features.schema import DatasetMeta, ModalitySpec, MultimodalDataset
-from ..models.encoders import EncoderConfig
-from ..models.fusion import FusionConfig
-from ..models.multimodal import ModelConfig
-from ..utils import get_logger
+from msa_lib.data import sources
+from msa_lib.data.sampling import cap_splits
+from msa_lib.data.splits import group_validation_split
+from msa_lib.data.torch_data import Standardizer
+from msa_lib.data.schema import DatasetMeta, ModalitySpec, MultimodalDataset
+from msa_lib.models.encoders import EncoderConfig
+from msa_lib.models.fusion import FusionConfig
+from msa_lib.models.multimodal import ModelConfig
+from msa_lib.core.utils import get_logger
 
 log = get_logger("explain")
 
@@ -36,38 +37,18 @@ MOSI_MODALITIES = ("text", "text_context", "audio", "vision")
 
 
 # ---------------------------------------------------------------------------------------------- MOSI
-def stratified_rows(ds: MultimodalDataset, per_split: dict[str, int] | None, seed: int = 0) -> np.ndarray:
-    """Row indices keeping at most ``per_split[s]`` samples of each split (label-balanced draw)."""
-    if not per_split:
-        return np.arange(len(ds))
-    rng = np.random.default_rng(seed)
-    keep = []
-    for split in np.unique(ds.split):
-        rows = np.flatnonzero(ds.split == split)
-        n = per_split.get(split)
-        if n is None or n >= len(rows):
-            keep.extend(rows)
-            continue
-        labels = ds.labels[rows]
-        chosen = []
-        for lab in np.unique(labels):
-            pool = rows[labels == lab]
-            k = max(1, int(round(n * len(pool) / len(rows))))
-            chosen.extend(rng.choice(pool, min(k, len(pool)), replace=False))
-        keep.extend(sorted(chosen)[:n])
-    return np.array(sorted(keep), dtype=int)
 
 
 def mosi_token_dataset(per_split: dict[str, int] | None = None, seed: int = 0, valid_fraction: float = 0.15,
                        progress: bool = True) -> MultimodalDataset:
     """MOSI with ``text`` (e5 layer-8 token states incl. special tokens, tokens in ``extra``),
     ``text_context``, and standardised (train statistics) ``audio`` and ``vision``."""
-    from ..features.text_features import TextFeatureConfig, add_text_features
+    from msa_lib.extract.text_features import TextFeatureConfig, add_text_features
 
     mosi = group_validation_split(sources.load_mosi(), valid_fraction=valid_fraction, seed=seed)
     # a subset (smoke runs) is encoded on its own: cheap, but its utterance context only sees the subset;
     # the full dataset shares its cache entry with every other user of the default text features
-    mosi = mosi.subset(stratified_rows(mosi, per_split, seed))
+    mosi = mosi.subset(cap_splits(mosi.split, mosi.labels, per_split, seed))
     ds = add_text_features(mosi, TextFeatureConfig(hidden_layer=8, context=True, show_progress=progress))
     ds = ds.with_modalities(MOSI_MODALITIES)
     return Standardizer(["audio", "vision"]).fit_transform(ds)  # text stays raw: pretrained layers read it
@@ -121,8 +102,8 @@ def ravdess_dataset(per_actor: int | None = None, pool: int = 4, seed: int = 0, 
     """RAVDESS speech, and the standardiser fitted on its training split. ``text`` (statement tokens, e5 last layer), ``audio`` (43 prosodic features at
     100 / ``pool`` Hz, standardised on train), ``vision`` (35 OpenFace AUs, clip means, standardised);
     8 emotions; actors 21-24 test, whole validation actors taken out of train."""
-    from ..extract.pipeline import ExtractConfig, extract
-    from ..extract.text import TextEncoder, TextEncoderConfig
+    from msa_lib.extract.pipeline import ExtractConfig, extract
+    from msa_lib.extract.text import TextEncoder, TextEncoderConfig
 
     rec = ravdess_subset(sources.ravdess_recordings(), per_actor, seed)
     cfg = ExtractConfig(modalities=("audio",), audio_features=("prosody",))
@@ -182,8 +163,8 @@ def ravdess_model_config(modality_dropout: float = 0.2, dropout: float = 0.3, wi
 def demo_clips(manifest: str = "data/clips/manifest.csv", progress: bool = True) -> MultimodalDataset:
     """The shipped demo clips through the full extraction pipeline (transcripts from the manifest):
     text tokens, prosody at 100 Hz, face features at 5 fps (incl. per-frame expression probabilities)."""
-    from ..extract.pipeline import ExtractConfig, extract
-    from ..paths import project_path
+    from msa_lib.extract.pipeline import ExtractConfig, extract
+    from msa_lib.core.paths import project_path
 
     return extract(project_path(manifest), ExtractConfig(), progress=progress, name="demo_clips")
 
@@ -208,7 +189,7 @@ def mosi_text_inputs(texts: Sequence[str], ids: Sequence[str], languages: Sequen
                      progress: bool = False) -> MultimodalDataset:
     """Transcripts as text-only inputs of the MOSI model (e5 layer-8 tokens with the reference's text
     settings; audio, vision and context absent)."""
-    from ..features.text_features import TextFeatureConfig, add_text_features
+    from msa_lib.extract.text_features import TextFeatureConfig, add_text_features
 
     meta = DatasetMeta("texts", {}, reference.meta.labels)
     base = MultimodalDataset.build(meta, list(ids), {}, split="test", language=list(languages), raw_text=list(texts),

@@ -3,7 +3,7 @@ probabilities with every rule, clean and with one branch degraded; the Whisper l
 validation actors; and the one-vs-rest BCE detection study. Everything returns tidy tables.
 
 Protocol (every seed): test = actors 21-24; validation actors taken out of train by group (the seed
-picks them, see :func:`~msa_lib.decision.emotion.seed_splits`); branch hyper-parameters, the fusion
+picks them, see :func:`~msa_lib.studies.decision.emotion.seed_splits`); branch hyper-parameters, the fusion
 rules' weights / thresholds and the temperatures are fitted on validation predictions, the stacker on
 out-of-fold train predictions plus validation predictions (actor-grouped); the test rows are predicted
 once per scenario and never used for any choice.
@@ -18,13 +18,13 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..data.sources import RAVDESS_EMOTIONS
-from ..evaluate.metrics import classification_metrics
-from ..features.schema import MultimodalDataset
-from .emotion import (N_CLASSES, BranchConfig, BranchResult, feature_noise, fit_branch, full_proba,
+from msa_lib.data.sources import RAVDESS_EMOTIONS
+from msa_lib.evaluate.metrics import classification_metrics
+from msa_lib.data.schema import MultimodalDataset
+from msa_lib.studies.decision.emotion import (N_CLASSES, BranchConfig, BranchResult, feature_noise, fit_branch, full_proba,
                       out_of_fold_models, seed_splits, split_actors)
-from .rules import StackingRule, apply_temperature, default_rules, fit_temperature, flatten_probs, fuse_all
-from .whisper_layers import POOLINGS, layer_matrix
+from msa_lib.models.decision_fusion import StackingRule, apply_temperature, default_rules, fit_temperature, flatten_probs, fuse_all
+from msa_lib.extract.whisper_layers import POOLINGS, layer_matrix
 
 RESULT_COLUMNS = ["branch_or_rule", "kind", "scenario", "degraded_branch", "degradation", "level", "seed",
                   "acc", "f1_macro", "valid_acc", "valid_actors", "detail"]
@@ -166,7 +166,7 @@ def run_fusion_study(features, branch_configs, y, au, actors, cfg: FusionStudyCo
 
 def summarize_results(frame: pd.DataFrame) -> pd.DataFrame:
     """Mean ± std over seeds per (branch_or_rule, scenario)."""
-    from ..evaluate.results import summarize
+    from msa_lib.evaluate.results import summarize
 
     keys = ["branch_or_rule", "kind", "scenario", "degraded_branch", "degradation", "level"]
     return summarize(frame, keys, metrics=["acc", "f1_macro", "valid_acc"])
@@ -174,7 +174,7 @@ def summarize_results(frame: pd.DataFrame) -> pd.DataFrame:
 
 def confusion_from_outcomes(outcomes: dict[int, SeedOutcome], y: np.ndarray, name: str) -> np.ndarray:
     """Test confusion matrix of ``name`` (clean scenario) summed over seeds."""
-    from ..evaluate.metrics import confusion
+    from msa_lib.evaluate.metrics import confusion
 
     total = np.zeros((N_CLASSES, N_CLASSES), int)
     for o in outcomes.values():
@@ -235,7 +235,7 @@ def run_detection_study(X: np.ndarray, y: np.ndarray, au: MultimodalDataset, see
     test scores {(variant, seed): (Y_test, scores)})``; thresholds are fixed at 0.5."""
     from sklearn.preprocessing import StandardScaler
 
-    from .binary import BinaryHeadConfig, detection_metrics, one_hot, predict_scores, train_one_vs_rest
+    from msa_lib.studies.decision.binary import BinaryHeadConfig, detection_metrics, one_hot, predict_scores, train_one_vs_rest
 
     rows, scores = [], {}
     Y = one_hot(y, N_CLASSES)
@@ -260,7 +260,7 @@ def run_detection_study(X: np.ndarray, y: np.ndarray, au: MultimodalDataset, see
 
 
 def summarize_detection(frame: pd.DataFrame) -> pd.DataFrame:
-    from ..evaluate.results import summarize
+    from msa_lib.evaluate.results import summarize
 
     per_emotion = summarize(frame, ["variant", "emotion"], metrics=["ap", "precision", "recall", "f1"])
     macro = frame.groupby(["variant", "seed"])[["ap", "precision", "recall", "f1"]].mean().reset_index()

@@ -22,10 +22,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..paths import cache_dir
-from ..utils import get_logger
-from .io import atomic_pickle
-from .schema import ModalitySpec, MultimodalDataset
+from msa_lib.core.paths import cache_dir
+from msa_lib.core.utils import get_logger
+from msa_lib.data.io import atomic_pickle
+from msa_lib.data.schema import ModalitySpec, MultimodalDataset
 
 log = get_logger("features")
 CACHE_VERSION = 1
@@ -42,6 +42,12 @@ class TextFeatureConfig:
     show_progress: bool = True
 
 
+# The text features of the shipped datasets: MOSI utterances with their neighbours' context, and the
+# Chinese reviews (longer texts, no context).
+MOSI_TEXT = TextFeatureConfig(hidden_layer=8, max_length=64, context=True, show_progress=False)
+ZH_TEXT = TextFeatureConfig(hidden_layer=8, max_length=128, context=False, show_progress=False)
+
+
 def add_text_features(ds: MultimodalDataset, config: TextFeatureConfig | None = None) -> MultimodalDataset:
     cfg = config or TextFeatureConfig()
     texts = [str(t) for t in ds.raw_text]
@@ -49,7 +55,7 @@ def add_text_features(ds: MultimodalDataset, config: TextFeatureConfig | None = 
     path = cache_dir() / "features" / f"{ds.meta.name}-text-{key}.pkl"
     cached = _load(path)
     if cached is None:
-        from ..extract.text import TextEncoder, TextEncoderConfig
+        from msa_lib.extract.text import TextEncoder, TextEncoderConfig
 
         enc_cfg = TextEncoderConfig(model_id=cfg.model_id, max_length=cfg.max_length, hidden_layer=cfg.hidden_layer,
                                     content_tokens_only=cfg.hidden_layer is None, batch_size=cfg.batch_size,

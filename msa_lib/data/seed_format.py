@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.labels import CLASS_NAMES, MOSI_SCHEME, SIMS_SCHEME, LabelScheme
-from ..paths import project_path
-from .io import atomic_pickle, load_pickle
-from .schema import SPLITS, DatasetMeta, FeatureFormatError, ModalitySpec, MultimodalDataset, concat
+from msa_lib.data.labels import CLASS_NAMES, MOSI_SCHEME, SIMS_SCHEME, LabelScheme
+from msa_lib.core.paths import project_path
+from msa_lib.data.io import atomic_pickle, load_pickle
+from msa_lib.data.schema import SPLITS, DatasetMeta, FeatureFormatError, ModalitySpec, MultimodalDataset, concat
 
 SEED_KEYS = ("text", "language", "raw_text", "audio", "vision", "labels", "id", "class_labels")
 MODALITIES = ("text", "audio", "vision")
