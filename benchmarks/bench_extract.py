@@ -45,7 +45,8 @@ from msa_lib.extract.asr import ASRConfig, Transcriber, _top  # noqa: E402
 from msa_lib.extract.executors import threads_per_worker  # noqa: E402
 from msa_lib.extract.media import MediaConfig, extract_audio, extract_frames, probe  # noqa: E402
 from msa_lib.extract.pipeline import (  # noqa: E402
-    ExtractConfig, _model, extract_clip, init_worker, load_models, resolve_inputs)
+    ExtractConfig, extract_clip, init_worker, load_models, resolve_inputs)
+from msa_lib.extract.registry import get_extractor  # noqa: E402
 from msa_lib.core.paths import BENCHMARKS_DIR, DATA_DIR, project_path  # noqa: E402
 
 STAGES = ("decode", "asr", "text", "audio", "vision")
@@ -142,7 +143,7 @@ def run_interleaved(grid: list[dict], clips, durations: dict[str, float], repeat
     rotating order) so that a change in the machine's load hits all settings alike; per clip the
     fastest of the ``repeat`` runs counts."""
     configs = {s["name"]: make_config(s) for s in grid}
-    whisper_models = {s["name"]: _model("asr", replace(configs[s["name"]].asr, language="auto")).model for s in grid}
+    whisper_models = {s["name"]: get_extractor("text").transcriber(configs[s["name"]]).model for s in grid}
     patch = {s["name"]: faster_whisper_as_shipped if s["stock_asr"] else nullcontext for s in grid}
     runs: dict[str, dict[str, list[dict]]] = {s["name"]: {c.clip_id: [] for c in clips} for s in grid}
     first_call = {}

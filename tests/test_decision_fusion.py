@@ -206,9 +206,12 @@ def test_join_is_one_to_one(branches):
 
 
 def test_join_rejects_duplicates():
-    from msa_lib.studies.decision.emotion import RavdessJoinError, clip_key, join_recordings_to_aus
+    from msa_lib.data.sources import ravdess_clip_key
+    from msa_lib.studies.decision.emotion import RavdessJoinError, join_recordings_to_aus
 
-    assert clip_key("03-01-05-02-01-01-12") == "05-02-01-01-12"
+    assert ravdess_clip_key("03-01-05-02-01-01-12") == "05-02-01-01-12"
+    with pytest.raises(ValueError, match="RAVDESS"):
+        ravdess_clip_key("not-a-ravdess-name")
     rec = pd.DataFrame({"stem": ["03-01-01-01-01-01-01", "03-01-01-01-01-01-01"], "emotion": [0, 0]})
 
     class FakeAU:

@@ -7,14 +7,14 @@ import torch
 
 from dataset_factory import make_dataset
 from msa_lib.data.torch_data import make_loader
-from msa_lib.models import FusionConfig, ModelConfig, build_model
+from msa_lib.models import ModelConfig, build_model
 from msa_lib.explain import attention as A
 from msa_lib.explain import attribution as X
 from msa_lib.explain import explorer as E
 
 torch.set_num_threads(1)
 TINY = ModelConfig(encoder_overrides={"hidden": 16, "layers": 2, "heads": 2},
-                   fusion=FusionConfig(dim=16, heads=2, mult_dim=8, mult_layers=1, windows=2))
+                   fusion={"dim": 16, "heads": 2, "mult": {"width": 8, "layers": 1}, "adamml": {"windows": 2}})
 
 
 

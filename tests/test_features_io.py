@@ -26,7 +26,7 @@ def test_native_round_trip_keeps_everything(tmp_path):
     ds = group_validation_split(make_dataset(), 0.25)
     ds.failures.append({"clip": "bad.mp4", "stage": "media", "error": "no video stream"})
     ds.extra[0] = {"transcript_source": "asr", "language_probability": 0.97}
-    path = write_features(ds, tmp_path / "f.pkl")
+    path = write_features(ds, tmp_path / "f.npz")
     back = read_features(path)
     _same(ds, back)
     assert list(back.split) == list(ds.split) and list(back.language) == list(ds.language)
@@ -97,16 +97,40 @@ def test_label_out_of_range_is_one_clear_error(tmp_path):
 
 
 def test_missing_and_corrupt_files(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nope.pkl"):
-        read_features(tmp_path / "nope.pkl")
-    bad = tmp_path / "bad.pkl"
-    bad.write_bytes(b"not a pickle")
-    with pytest.raises(FeatureFormatError, match="a readable pickle"):
+    with pytest.raises(FileNotFoundError, match="nope.npz"):
+        read_features(tmp_path / "nope.npz")
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not an archive")
+    with pytest.raises(FeatureFormatError, match="neither an .npz"):
         read_features(bad)
     other = tmp_path / "other.pkl"
     pickle.dump({"train": {}}, open(other, "wb"))
-    with pytest.raises(FeatureFormatError, match="msa_lib feature file"):
+    with pytest.raises(FeatureFormatError, match="trust=True"):  # a pickle is not opened by default
         read_features(other)
+    with pytest.raises(FeatureFormatError, match="msa_lib feature file"):
+        read_features(other, trust=True)
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, x=np.zeros(3))
+    with pytest.raises(FeatureFormatError, match="'metadata.json' — expected present"):
+        read_features(foreign)
+
+
+def test_old_pickle_feature_file_opens_only_when_trusted(tmp_path):
+    ds = make_dataset(n=6)
+    old = tmp_path / "old.pkl"
+    payload = {"format": "msa_lib.data", "version": 1, "meta": ds.meta.to_dict(), "failures": [],
+               "samples": {"id": ds.ids.astype(str), "split": ds.split.astype(str), "language": ds.language.astype(str),
+                           "raw_text": ds.raw_text.astype(str), "group": ds.group.astype(str), "scores": ds.scores,
+                           "labels": ds.labels, "features": ds.features, "extra": list(ds.extra)}}
+    pickle.dump(payload, open(old, "wb"))
+    back = read_features(old, trust=True)
+    converted = read_features(write_features(back, tmp_path / "new.npz"))
+    _same(ds, converted)
+
+
+def test_feature_file_needs_the_npz_suffix(tmp_path):
+    with pytest.raises(ValueError, match=r"name it f\.npz"):
+        write_features(make_dataset(n=4), tmp_path / "f.pkl")
 
 
 def test_wrong_feature_shape_is_rejected():

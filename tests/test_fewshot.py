@@ -85,13 +85,13 @@ def test_few_shot_continues_at_scaled_learning_rate(monkeypatch):
     src, tgt = _datasets()
     src.split = np.array(["train"] * 6 + ["valid"] * 3 + ["test"] * 3, dtype=object)
     tgt = xl.with_absent(tgt, src)
-    base = xl.ExperimentConfig(lr=2e-3, batch_size=4, max_epochs=1)
+    base = xl.ExperimentConfig().with_training(lr=2e-3, batch_size=4, max_epochs=1)
     model = xl.build_crosslingual_model(src, base)
     source_fit = xl.FitResult(model, xl.CrossLingualObjective(model, base.nce), None, 0, 0.0)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     seen = []
     real_fit = xl.fit_crosslingual
-    monkeypatch.setattr(xl, "fit_crosslingual", lambda *a, **k: seen.append(a[3].lr) or real_fit(*a, **k))
+    monkeypatch.setattr(xl, "fit_crosslingual", lambda *a, **k: seen.append(a[3].train.lr) or real_fit(*a, **k))
     rows = xl.run_few_shot(source_fit, src, tgt, 20, 0, "rehearsal", base, epochs=1, lr_scale=0.25)
     assert seen == [pytest.approx(5e-4)]
     assert {r["eval_set"] for r in rows} >= {"mosi_test", "zh_test"}  # scored on both languages

@@ -1,5 +1,7 @@
 """Encoders, fusions, heads and the model registry on small synthetic batches."""
 import copy
+import json
+from dataclasses import asdict, dataclass
 
 import pytest
 import torch
@@ -8,14 +10,15 @@ from dataset_factory import make_dataset
 from msa_lib.data.labels import BINARY_SCHEME, LabelScheme
 from msa_lib.data.torch_data import make_loader
 from msa_lib.data.schema import DatasetMeta, ModalitySpec, MultimodalDataset
-from msa_lib.models import (MODEL_NAMES, EncoderConfig, FusionConfig, HeadOutput, HeadSpec, LateFusion,
-                            ModelConfig, ModelInputError, build_encoder, build_model, build_model_for, compute_loss)
+from msa_lib.models import (MODEL_NAMES, MODEL_REGISTRY, EncoderConfig, Fusion, FusionConfig, FusionOutput, HeadOutput,
+                            HeadSpec, LateFusion, LateFusionConfig, ModelConfig, ModelInputError, MulTConfig, build_encoder,
+                            build_model, build_model_for, compute_loss, register_model)
 from msa_lib.models.fusion import window_membership
 
 torch.set_num_threads(1)
 FUSION_NAMES = [n for n in MODEL_NAMES if not n.endswith("_only")]
 TINY = ModelConfig(encoder_overrides={"hidden": 16, "layers": 1, "heads": 2},
-                   fusion=FusionConfig(dim=16, heads=2, mult_dim=8, mult_layers=1, windows=3))
+                   fusion={"dim": 16, "heads": 2, "mult": {"width": 8, "layers": 1}, "adamml": {"windows": 3}})
 
 
 
@@ -125,7 +128,7 @@ def test_adamml_gates_are_hard_and_respect_absent_modalities(data, dims):
     train_gates = net(batch).gates
     assert set(torch.unique(train_gates).tolist()) <= {0.0, 1.0}  # straight-through: hard in training too
     net.eval()
-    net.fusion.reset_utilization()
+    net.reset_state()
     with torch.no_grad():
         out = net(batch)
     gates = out.gates
@@ -234,7 +237,7 @@ class _Fixed(torch.nn.Module):
 
 
 def _late(mode, probs, scores):
-    fusion = LateFusion({"a": 2, "b": 2, "c": 2}, FusionConfig(late_mode=mode), HeadSpec(class_sets=(2,)))
+    fusion = LateFusion({"a": 2, "b": 2, "c": 2}, LateFusionConfig(mode=mode), HeadSpec(class_sets=(2,)))
     fusion.heads = torch.nn.ModuleDict({m: _Fixed(p, s) for m, p, s in zip("abc", probs, scores)})
     return fusion
 
@@ -338,3 +341,111 @@ def test_wrong_feature_width_is_one_clear_error(data, dims):
     net = model("early_concat", {**dims, "audio": 9})
     with pytest.raises(ModelInputError, match="audio"):
         net(first_batch(data))
+
+
+# ---------------------------------------------------------------------------------------------- fusion configs
+def _same_model(a, b, batch):
+    assert list(a.state_dict()) == list(b.state_dict())
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    a.eval(), b.eval()
+    with torch.no_grad():
+        assert torch.equal(a(batch).score, b(batch).score) and torch.equal(a(batch).fused, b(batch).fused)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_config_instance_dict_and_json_round_trip_build_the_same_model(name, data, dims):
+    batch = partial(first_batch(data))
+    net = model(name, dims)  # from TINY's dict of overrides
+    resolved = net.config.fusion
+    assert type(resolved) is MODEL_REGISTRY[name].fusion.config_class
+    as_instance = copy.deepcopy(TINY)
+    as_instance.fusion = copy.deepcopy(resolved)
+    from_json = ModelConfig(**json.loads(json.dumps(asdict(net.config))))
+    assert isinstance(from_json.head, HeadSpec) and from_json.fusion == asdict(resolved)
+    for cfg in (as_instance, from_json):
+        _same_model(net, model(name, dims, config=cfg), batch)
+
+
+def test_shared_fusion_config_applies_to_every_fusion(dims):
+    for name in MODEL_NAMES:
+        cfg = ModelConfig(encoder_overrides=TINY.encoder_overrides, fusion=FusionConfig(dim=8, heads=2, dropout=0.0))
+        net = build_model(name, dims, cfg)
+        assert (net.config.fusion.dim, net.config.fusion.heads, net.fusion.dropout) == (8, 2, 0.0)
+    mult = build_model("mult", dims, TINY)
+    assert (mult.config.fusion.width, mult.config.fusion.layers, mult.config.fusion.dim) == (8, 1, 16)
+    assert build_model("adamml", dims, TINY).fusion.windows == 3
+
+
+def test_bad_fusion_settings_are_one_clear_error(dims):
+    with pytest.raises(ValueError, match=r"model 'mult' \(MulT.*'mult_dim'.*allowed: dim, heads, dropout, ff_mult, width"):
+        build_model("mult", dims, ModelConfig(fusion={"mult_dim": 8}))
+    with pytest.raises(ValueError, match=r"'early_concat'.*'windows'.*allowed: dim, heads, dropout"):
+        build_model("early_concat", dims, ModelConfig(fusion={"windows": 2}))
+    with pytest.raises(ValueError, match=r"model 'mult'.*'widht'"):  # a typo in another model's section
+        build_model("early_concat", dims, ModelConfig(fusion={"mult": {"widht": 8}}))
+    with pytest.raises(TypeError, match="takes EarlyConcatConfig"):
+        build_model("early_concat", dims, ModelConfig(fusion=MulTConfig()))
+    with pytest.raises(ValueError, match="fixes mode='vote'"):
+        build_model("late_vote", dims, ModelConfig(fusion={"mode": "avg"}))
+    with pytest.raises(ValueError, match="pool must be"):
+        MulTConfig(pool="max")
+    with pytest.raises(TypeError, match="ModelConfig.fusion"):
+        ModelConfig(fusion=3)
+
+
+@dataclass
+class _GatedSumConfig(FusionConfig):
+    decay: float = 0.5
+
+
+class _GatedSum(Fusion):
+    """A fusion written outside the library: gated sum of projections, with a counter and a schedule."""
+
+    config_class = _GatedSumConfig
+
+    def __init__(self, dims, config=None, head=None, dropout=0.3, input_dims=None):
+        super().__init__(dims, config, head, dropout, input_dims)
+        self.proj = torch.nn.ModuleDict({m: torch.nn.Linear(d, self.config.dim) for m, d in dims.items()})
+        self.out_dim, self.scale, self.passes = self.config.dim, 1.0, 0
+
+    def forward(self, encoded, return_attention=False):
+        self.passes += 1
+        fused = sum(self.proj[m](e.pooled) * e.present[:, None] for m, e in encoded.items()) * self.scale
+        return FusionOutput(fused, aux_loss=fused.pow(2).mean())
+
+    def on_epoch_end(self):
+        self.scale *= self.config.decay
+
+    def reset_state(self):
+        self.passes = 0
+
+
+def test_a_new_fusion_is_one_class_and_one_registry_entry(data, dims):
+    register_model("gated_sum", _GatedSum)
+    try:
+        with pytest.raises(ValueError, match="already registered"):
+            register_model("gated_sum", _GatedSum)
+        cfg = copy.deepcopy(TINY)
+        cfg.fusion = {**cfg.fusion, "gated_sum": {"decay": 0.25}}
+        net = build_model_for("gated_sum", data, cfg)
+        assert net.config.fusion == _GatedSumConfig(dim=16, heads=2, decay=0.25)
+        batch = first_batch(data)
+        loss = compute_loss(net(batch), batch, data.meta.labels)
+        assert "aux" in loss.parts  # the generic extra loss term
+        loss.total.backward()
+        net.on_epoch_end()
+        assert net.fusion.scale == 0.25 and net.fusion.passes == 1
+        net.reset_state()
+        assert net.fusion.passes == 0 and net.utilization() is None
+    finally:
+        del MODEL_REGISTRY["gated_sum"]
+
+
+def test_generic_hooks_reset_adamml_counters(data, dims):
+    net = model("adamml", dims).eval()
+    with torch.no_grad():
+        net(first_batch(data))
+    assert net.fusion.available_windows.sum() > 0
+    net.reset_state()
+    assert net.fusion.available_windows.sum() == 0 and net.fusion.kept_windows.sum() == 0
+    assert all(model(name, dims).utilization() is None for name in MODEL_NAMES if name != "adamml")

@@ -19,6 +19,7 @@ EXPECTED_RESULTS = {
     "05_fewshot": ["few_shot.csv"],
     "06_interpretability": ["modality_attribution.csv"],
     "07_decision_fusion": ["ravdess_decision_fusion.csv"],
+    "09_mosi_standard": ["mosi_standard.csv", "mosi_standard_summary.csv"],
 }
 REQUIRED_COLUMNS = {
     "mosi_fusion.csv": {"model", "seed", "acc2", "f1_macro", "f1_weighted"},
@@ -26,6 +27,8 @@ REQUIRED_COLUMNS = {
     "few_shot.csv": {"method", "k_percent", "seed", "eval_set", "acc", "f1_macro"},
     "modality_attribution.csv": {"sample_id", "language", "text", "audio", "visual"},
     "ravdess_decision_fusion.csv": {"branch_or_rule", "scenario", "seed", "acc", "f1_macro"},
+    "mosi_standard.csv": {"model", "seed", "acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc5", "acc7", "mae", "corr",
+                          "f1_macro_5class", "label_trained_features"},
 }
 
 

@@ -11,7 +11,7 @@ from msa_lib.data.io import read_features
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory, clips_dir, video_no_audio, blank_video, empty_media, corrupt_mp4, garbage_file,
           audio_wav, face_video):
-    out = tmp_path_factory.mktemp("extract") / "batch.pkl"
+    out = tmp_path_factory.mktemp("extract") / "batch.npz"
     inputs = [clips_dir / "mosi_0h-zjBukYpk_1.mp4", video_no_audio, blank_video, empty_media, corrupt_mp4,
               garbage_file, audio_wav, face_video, out.parent / "does_not_exist.mp4"]
     cfg = ExtractConfig(cache_folder=str(out.parent / "cache"))

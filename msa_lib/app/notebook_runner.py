@@ -3,6 +3,11 @@
 Every notebook has a ``parameters`` cell with at least ``smoke`` and ``reports_dir``; the full run
 writes to ``reports/`` (executed copies in ``reports/notebooks/``), a smoke run uses the small
 settings in :data:`SMOKE_PARAMETERS` and writes elsewhere so it never overwrites committed reports.
+
+The kernels' own output (their log lines such as "Kernel is running over TCP without encryption" or
+"KeyboardInterrupt caught in kernel" at shut-down, and anything native code writes to the process's
+stdout/stderr) goes to ``cache_dir()/kernel_logs/<notebook>.log`` instead of the terminal; what the
+cells print is in the executed notebook as always. Papermill's progress bar is drawn only on a terminal.
 """
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from msa_lib.core.paths import PROJECT_ROOT, project_path
+from msa_lib.core.paths import PROJECT_ROOT, cache_dir, project_path
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 NOTEBOOKS = (
@@ -23,6 +28,7 @@ NOTEBOOKS = (
     "05_fewshot",
     "06_interpretability",
     "07_decision_fusion",
+    "09_mosi_standard",
 )
 # Small settings that exercise every code path of a notebook in well under a minute or two.
 SMOKE_PARAMETERS: dict[str, dict] = {
@@ -39,6 +45,7 @@ SMOKE_PARAMETERS: dict[str, dict] = {
                             "mosi_per_split": {"train": 64, "valid": 16, "test": 16}, "ravdess_per_actor": 2},
     "07_decision_fusion": {"seeds": [0], "max_clips": 48, "max_epochs": 5, "whisper_window_seconds": 5.0,
                            "whisper_poolings": ["mean"], "noise_levels": [1.0], "flatten_levels": [0.8]},
+    "09_mosi_standard": {"seeds": [0], "max_epochs": 1, "finetune_epochs": 1, "mosi_videos": 3, "vision_seeds": [0]},
 }
 SMOKE_REPORTS_DIR = ".cache/smoke_reports"
 
@@ -47,10 +54,44 @@ class NotebookFailed(RuntimeError):
     pass
 
 
-def run_notebooks(names=None, smoke: bool = False, reports_dir: str | Path | None = None,
-                  kernel_name: str = "python3", extra_parameters: dict | None = None) -> list[Path]:
+def kernel_log_path(name: str) -> Path:
+    folder = cache_dir() / "kernel_logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{name}.log"
+
+
+def quiet_kernel_manager(log_path: Path):
+    """A kernel manager class whose kernel process writes its stdout/stderr to ``log_path`` and runs
+    with progress bars off (nobody watches a papermill kernel's terminal)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class QuietKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            env = dict(kw.get("env") or {})
+            env.setdefault("TQDM_DISABLE", "1")
+            kw["env"] = env
+            with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+                kw.setdefault("stdout", log)
+                kw.setdefault("stderr", log)
+                return await super()._async_launch_kernel(kernel_cmd, **kw)
+
+    return QuietKernelManager
+
+
+def execute_notebook(source: Path, target: Path, parameters: dict, log_path: Path,
+                     kernel_name: str = "python3", cwd: Path = NOTEBOOK_DIR) -> None:
+    """Run one notebook with papermill; the kernel's own chatter goes to ``log_path``."""
     import papermill as pm
 
+    with open(log_path, "ab") as log:
+        log.write(f"\n==== {source.name} {time.strftime('%Y-%m-%d %H:%M:%S')} ====\n".encode())
+    pm.execute_notebook(str(source), str(target), parameters=parameters, kernel_name=kernel_name,
+                        cwd=str(cwd), progress_bar=sys.stderr.isatty(), log_output=False,
+                        kernel_manager_class=quiet_kernel_manager(log_path))
+
+
+def run_notebooks(names=None, smoke: bool = False, reports_dir: str | Path | None = None,
+                  kernel_name: str = "python3", extra_parameters: dict | None = None) -> list[Path]:
     names = list(names or NOTEBOOKS)
     unknown = [n for n in names if n not in NOTEBOOKS]
     if unknown:
@@ -67,11 +108,12 @@ def run_notebooks(names=None, smoke: bool = False, reports_dir: str | Path | Non
         source, target = NOTEBOOK_DIR / f"{name}.ipynb", out_dir / f"{name}.ipynb"
         start = time.time()
         print(f"[run] {name} ({'smoke' if smoke else 'full'}) ...", flush=True)
+        log_path = kernel_log_path(name)
         try:
-            pm.execute_notebook(str(source), str(target), parameters=params, kernel_name=kernel_name,
-                                cwd=str(NOTEBOOK_DIR), progress_bar=False, log_output=False)
+            execute_notebook(source, target, params, log_path, kernel_name=kernel_name)
         except Exception as exc:  # papermill raises PapermillExecutionError with the cell's traceback
-            raise NotebookFailed(f"notebook {name} failed (executed copy with the error: {target}):\n{exc}") from exc
+            raise NotebookFailed(f"notebook {name} failed (executed copy with the error: {target}; "
+                                 f"kernel log: {log_path}):\n{exc}") from exc
         print(f"[ok]  {name} in {time.time() - start:.0f} s -> {target}", flush=True)
         executed.append(target)
     return executed

@@ -8,10 +8,15 @@ prediction model (``models/default/``), the benchmarks (``reports/benchmarks/*.j
     python -m msa_lib.app.run_all                      # everything
     python -m msa_lib.app.run_all --steps notebooks    # one or more steps
     python -m msa_lib.app.run_all --smoke              # small parameters; writes under .cache/ only
+
+Output stays readable in a log: the notebooks' kernels write their chatter to ``.cache/kernel_logs/``
+(:mod:`msa_lib.app.notebook_runner`), and progress bars are drawn only when stderr is a terminal
+(:func:`step_env` turns tqdm and Hugging Face bars off for the steps' subprocesses otherwise).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -23,10 +28,20 @@ STEPS = ("notebooks", "default_model", "benchmarks", "summary")
 SMOKE_MODEL_DIR = ".cache/smoke_models/default"
 
 
+def step_env(on_terminal: bool | None = None) -> dict[str, str]:
+    """The environment of a step's subprocess: progress bars off unless stderr is a terminal (a bar
+    redrawn into a log file leaves one line per update)."""
+    env = dict(os.environ)
+    if not (sys.stderr.isatty() if on_terminal is None else on_terminal):
+        env.setdefault("TQDM_DISABLE", "1")
+        env.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    return env
+
+
 def _python(*args: str) -> None:
     cmd = [sys.executable, *args]
     print(f"[run] {' '.join(args)}", flush=True)
-    subprocess.run(cmd, cwd=PROJECT_ROOT, check=True)
+    subprocess.run(cmd, cwd=PROJECT_ROOT, check=True, env=step_env())
 
 
 def step_notebooks(smoke: bool, notebooks=None) -> None:
@@ -60,7 +75,7 @@ def predict_demo(model_dir: str) -> str:
     """``msa predict`` on the shipped clips, as a user would type it; returns command + output."""
     args = ["predict", *DEMO_CLIPS, "--model-dir", model_dir]
     done = subprocess.run([sys.executable, "-m", "msa_lib.app.cli", *args], cwd=PROJECT_ROOT, check=True,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=step_env(on_terminal=False))
     shown = ["predict", *DEMO_CLIPS] if model_dir == "models/default" else args
     return f"$ msa {' '.join(shown)}\n{done.stdout.rstrip()}\n"
 

@@ -94,22 +94,31 @@ def plot_learning_curves(histories: pd.DataFrame, metrics=("train_loss", "valid_
     return fig
 
 
-def plot_confusions(matrices: dict[str, np.ndarray], class_names=("NEG", "POS"), cols: int = 5):
-    """Row-normalised confusion matrices, one panel per model."""
+def plot_confusions(matrices: dict[str, np.ndarray], class_names=("NEG", "POS"), cols: int = 5,
+                    annotate: str = "count", show_accuracy: bool = False, panel_size: float = 2.4):
+    """Row-normalised confusion matrices (recall per true class), one panel per model. Cells show the
+    counts (``annotate="count"``) or the row percentages (``"percent"``); ``show_accuracy`` adds the
+    accuracy of each matrix to its title."""
+    if annotate not in ("count", "percent"):
+        raise ValueError(f"annotate must be 'count' or 'percent', got {annotate!r}")
     n = len(matrices)
     rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, min(cols, n), figsize=(2.4 * min(cols, n), 2.4 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, min(cols, n), figsize=(panel_size * min(cols, n), panel_size * rows), squeeze=False)
     for ax in axes.flat[n:]:
         ax.axis("off")
+    rotate = 60 if max(len(str(c)) for c in class_names) > 3 else 0
     for ax, (name, cm) in zip(axes.flat, matrices.items()):
+        cm = np.asarray(cm)
         norm = cm / np.clip(cm.sum(axis=1, keepdims=True), 1, None)
         ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
         for (i, j), v in np.ndenumerate(cm):
-            ax.text(j, i, f"{int(v)}", ha="center", va="center", fontsize=8,
+            label = f"{int(v)}" if annotate == "count" else f"{100 * norm[i, j]:.0f}"
+            ax.text(j, i, label, ha="center", va="center", fontsize=7 if len(cm) > 4 else 8,
                     color="white" if norm[i, j] > 0.5 else "black")
-        ax.set_xticks(range(len(class_names)), class_names, fontsize=7)
+        ax.set_xticks(range(len(class_names)), class_names, fontsize=7, rotation=rotate)
         ax.set_yticks(range(len(class_names)), class_names, fontsize=7)
-        ax.set_title(name, fontsize=8)
+        title = name if not show_accuracy else f"{name}\nacc {100 * np.trace(cm) / max(cm.sum(), 1):.1f} %"
+        ax.set_title(title, fontsize=8)
     fig.supxlabel("predicted", fontsize=8)
     fig.supylabel("true", fontsize=8)
     fig.tight_layout()

@@ -1,4 +1,4 @@
-"""Small cross-cutting helpers: seeding, device choice, logging."""
+"""Small cross-cutting helpers: seeding, device choice, logging, transcript and language-code normalisation."""
 from __future__ import annotations
 
 import logging
@@ -50,6 +50,23 @@ def normalize_transcript(text: str) -> str:
     sub-word vocabularies split capitals into many rare pieces."""
     text = re.sub(r"\s+", " ", str(text or "")).strip()
     return text.lower() if text.isupper() else text
+
+
+LANGUAGE_ALIASES = {"english": "en", "eng": "en", "chinese": "zh", "mandarin": "zh", "cmn": "zh", "zho": "zh",
+                    "chi": "zh"}
+
+
+def normalize_language(code: str, error: type[Exception] = ValueError) -> str:
+    """One language code for every spelling: 'EN', 'en-US', 'english' -> 'en'; 'zh-CN', 'zh_Hans',
+    'zh-TW', 'cmn', 'Chinese' -> 'zh'; any other code -> its lower-cased base ('fr-CA' -> 'fr').
+    Callers check the result against what they support; anything but a non-empty string raises
+    ``error`` (each stage passes its own error type)."""
+    if not isinstance(code, str) or not code.strip():
+        raise error(f"language code must be a non-empty string, got {code!r}")
+    c = code.strip().lower().replace("_", "-")
+    c = LANGUAGE_ALIASES.get(c, c)
+    base = c.split("-")[0]
+    return LANGUAGE_ALIASES.get(base, base)
 
 
 def as_text_list(texts, error: type[Exception] = ValueError) -> list[str]:

@@ -9,6 +9,10 @@ right-padded, and ``*_lengths`` present only in unaligned files.
 Lengths: text from the ``text_bert`` attention mask when present (else up to the last non-zero row);
 audio/vision from ``*_lengths`` when present, else (aligned files: word-aligned to text) the text length.
 As MMSA does, ``-inf`` in audio becomes 0. Ids ``video$_$clip`` give the group (video).
+
+Files are read with the restricted unpickler of :func:`msa_lib.data.io.load_pickle` (numpy arrays and
+plain containers only: a crafted file cannot run code); a file with other internals gives a
+:class:`FeatureFormatError` naming the key.
 """
 from __future__ import annotations
 
@@ -18,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from msa_lib.data.labels import MOSI_SCHEME, SIMS_SCHEME, scores_to_classes
-from msa_lib.core.paths import project_path
-from msa_lib.data.io import atomic_pickle, load_pickle
+from msa_lib.core.paths import input_path, user_path
+from msa_lib.data.io import atomic_pickle, format_guard, load_pickle, output_lock
 from msa_lib.data.schema import SPLITS, DatasetMeta, FeatureFormatError, ModalitySpec, MultimodalDataset, concat
 
 REQUIRED_KEYS = ("raw_text", "text", "audio", "vision", "regression_labels", "id")
@@ -27,10 +31,19 @@ MMSA_ID_SEP = "$_$"
 
 
 def read_mmsa(path: str | os.PathLike, scale: str = "mosi", name: str | None = None,
-              language: str | None = None) -> MultimodalDataset:
-    """Read an MMSA pkl. ``scale`` is ``mosi`` ([-3, 3], MOSI/MOSEI) or ``sims`` ([-1, 1])."""
-    path = project_path(path)
-    data = load_pickle(path)
+              language: str | None = None, trust: bool = False) -> MultimodalDataset:
+    """Read an MMSA pkl. ``scale`` is ``mosi`` ([-3, 3], MOSI/MOSEI) or ``sims`` ([-1, 1]).
+    ``path`` is relative to the current folder. ``trust=True`` unpickles with the standard loader (it runs
+    whatever the file says): only for a file you made that holds more than arrays and containers."""
+    if scale not in ("mosi", "sims"):
+        raise ValueError(f"scale must be 'mosi' ([-3, 3]) or 'sims' ([-1, 1]), got {scale!r}")
+    path = input_path(path)
+    data = load_pickle(path, trust=trust)
+    with format_guard(path, "the MMSA layout (train/valid/test dicts of arrays; see msa_lib.data.mmsa)"):
+        return _from_mmsa(data, path, scale, name, language)
+
+
+def _from_mmsa(data, path: Path, scale: str, name: str | None, language: str | None) -> MultimodalDataset:
     if not isinstance(data, dict):
         raise FeatureFormatError(path, "<root>", "a dict with train/valid/test", type(data).__name__)
     scheme = MOSI_SCHEME if scale == "mosi" else SIMS_SCHEME
@@ -40,6 +53,8 @@ def read_mmsa(path: str | os.PathLike, scale: str = "mosi", name: str | None = N
         if split not in data:
             raise FeatureFormatError(path, split, "a split dict (train, valid and test)", "missing")
         part = data[split]
+        if not isinstance(part, dict):
+            raise FeatureFormatError(path, split, "a dict of arrays (MMSA split)", type(part).__name__)
         for key in REQUIRED_KEYS:
             if key not in part:
                 raise FeatureFormatError(path, f"{split}.{key}", "present (MMSA feature pickle)", "missing")
@@ -54,7 +69,7 @@ def read_mmsa(path: str | os.PathLike, scale: str = "mosi", name: str | None = N
         elif dims != split_dims:
             raise FeatureFormatError(path, f"{split}.<dims>", f"the same feature dims as train {dims}", f"{split_dims}")
         audio = np.where(np.isneginf(audio), 0.0, audio)
-        text_len = _text_lengths(part, text)
+        text_len = _text_lengths(part, text, path, split)
         audio_len = _lengths(part, "audio_lengths", text_len, audio.shape[1], path, split)
         vision_len = _lengths(part, "vision_lengths", text_len, vision.shape[1], path, split)
         ids = [str(i) for i in part["id"]]
@@ -100,8 +115,7 @@ def write_mmsa(ds: MultimodalDataset, path: str | os.PathLike, text_bert_fn=None
     for m in ("text", "audio", "vision"):
         if m not in ds.features:
             raise ValueError(f"MMSA files need text, audio and vision; {ds.meta.name} lacks {m}")
-    path = project_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = user_path(path)
     out = {}
     for split in SPLITS:
         part = ds.get_split(split)
@@ -120,7 +134,8 @@ def write_mmsa(ds: MultimodalDataset, path: str | os.PathLike, text_bert_fn=None
         if text_bert_fn is not None:
             entry["text_bert"] = np.asarray(text_bert_fn(list(part.raw_text), entry["text"].shape[1]), dtype=np.float32)
         out[split] = entry
-    atomic_pickle(out, path)
+    with output_lock(path):
+        atomic_pickle(out, path)
     return path
 
 
@@ -140,11 +155,13 @@ def _pad(seqs, dim):
     return out, lengths
 
 
-def _text_lengths(part, text) -> np.ndarray:
+def _text_lengths(part, text, path, split) -> np.ndarray:
     if "text_bert" in part:
         tb = np.asarray(part["text_bert"])
-        if tb.ndim == 3 and tb.shape[1] == 3:
-            return np.clip(tb[:, 1, :].sum(axis=1).astype(int), 1, text.shape[1])
+        if tb.ndim != 3 or tb.shape[0] != len(text) or tb.shape[1] != 3:
+            raise FeatureFormatError(path, f"{split}.text_bert", f"an array N x 3 x T with N = {len(text)} "
+                                     "(token ids, attention mask, segment ids)", f"shape {tb.shape}")
+        return np.clip(tb[:, 1, :].sum(axis=1).astype(int), 1, text.shape[1])
     nonzero = np.abs(text).sum(axis=2) > 0
     last = np.where(nonzero.any(axis=1), text.shape[1] - np.argmax(nonzero[:, ::-1], axis=1), 1)
     return last.astype(int)

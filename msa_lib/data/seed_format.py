@@ -6,6 +6,9 @@ vectors) and ``metadata.pkl`` (a dict; ``label_range`` / ``feature_dims`` / ``cl
 Sequence lengths come from optional ``{modality}_lengths`` keys, else from the last non-zero row.
 The label scale is read from ``metadata['label_range']`` when given, else ``[-1, 1]`` when every label
 fits in it and ``[-3, 3]`` otherwise.
+
+Files are read with the restricted unpickler of :func:`msa_lib.data.io.load_pickle` (numpy arrays and
+plain containers only: a crafted file cannot run code); other internals give a :class:`FeatureFormatError`.
 """
 from __future__ import annotations
 
@@ -15,20 +18,27 @@ from pathlib import Path
 import numpy as np
 
 from msa_lib.data.labels import CLASS_NAMES, MOSI_SCHEME, SIMS_SCHEME, LabelScheme
-from msa_lib.core.paths import project_path
-from msa_lib.data.io import atomic_pickle, load_pickle
+from msa_lib.core.paths import input_path, user_path
+from msa_lib.data.io import atomic_pickle, format_guard, load_pickle, output_lock
 from msa_lib.data.schema import SPLITS, DatasetMeta, FeatureFormatError, ModalitySpec, MultimodalDataset, concat
 
 SEED_KEYS = ("text", "language", "raw_text", "audio", "vision", "labels", "id", "class_labels")
 MODALITIES = ("text", "audio", "vision")
 
 
-def read_seed(folder: str | os.PathLike, name: str | None = None) -> MultimodalDataset:
-    folder = project_path(folder)
+def read_seed(folder: str | os.PathLike, name: str | None = None, trust: bool = False) -> MultimodalDataset:
+    """Read a seed-format folder (relative to the current folder). ``trust=True`` unpickles with the
+    standard loader (it runs whatever the files say): only for files you made."""
+    folder = input_path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: not a folder with {{split}}_data.pkl and metadata.pkl")
+    with format_guard(folder, "the seed format ({split}_data.pkl dicts of columns + metadata.pkl; see msa_lib.data.seed_format)"):
+        return _from_seed(folder, name, trust)
+
+
+def _from_seed(folder: Path, name: str | None, trust: bool) -> MultimodalDataset:
     meta_path = folder / "metadata.pkl"
-    metadata = load_pickle(meta_path) if meta_path.exists() else {}
+    metadata = load_pickle(meta_path, trust=trust) if meta_path.exists() else {}
     if not isinstance(metadata, dict):
         raise FeatureFormatError(meta_path, "<root>", "a dict", type(metadata).__name__)
     raw = {}
@@ -38,7 +48,7 @@ def read_seed(folder: str | os.PathLike, name: str | None = None) -> MultimodalD
             if split == "valid":  # some seed exports have no validation split; one is made later by group
                 continue
             raise FileNotFoundError(f"{path}: missing (the seed format needs train_data.pkl and test_data.pkl)")
-        part = load_pickle(path)
+        part = load_pickle(path, trust=trust)
         if not isinstance(part, dict):
             raise FeatureFormatError(path, "<root>", "a dict of columns", type(part).__name__)
         for key in SEED_KEYS:
@@ -81,7 +91,7 @@ def read_seed(folder: str | os.PathLike, name: str | None = None) -> MultimodalD
 
 
 def write_seed(ds: MultimodalDataset, folder: str | os.PathLike) -> Path:
-    folder = project_path(folder)
+    folder = user_path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for split in SPLITS:
         part = ds.get_split(split)
@@ -95,15 +105,17 @@ def write_seed(ds: MultimodalDataset, folder: str | os.PathLike) -> Path:
         for m in MODALITIES:
             entry[m] = [np.nan_to_num(a) for a in part.features[m]]
             entry[f"{m}_lengths"] = part.lengths(m)
-        atomic_pickle(entry, folder / f"{split}_data.pkl")
+        with output_lock(folder / f"{split}_data.pkl"):
+            atomic_pickle(entry, folder / f"{split}_data.pkl")
     sr = ds.meta.labels.score_range
-    atomic_pickle({
-        "name": ds.meta.name,
-        "label_range": list(sr) if sr else None,
-        "class_names": list(ds.meta.labels.class_names),
-        "feature_dims": {m: ds.meta.modalities[m].dim for m in MODALITIES},
-        "feature_names": {m: ds.meta.modalities[m].feature_names for m in MODALITIES},
-    }, folder / "metadata.pkl")
+    with output_lock(folder / "metadata.pkl"):
+        atomic_pickle({
+            "name": ds.meta.name,
+            "label_range": list(sr) if sr else None,
+            "class_names": list(ds.meta.labels.class_names),
+            "feature_dims": {m: ds.meta.modalities[m].dim for m in MODALITIES},
+            "feature_names": {m: ds.meta.modalities[m].feature_names for m in MODALITIES},
+        }, folder / "metadata.pkl")
     return folder
 
 
@@ -123,6 +135,11 @@ def _sequences(part, modality, n, path):
     if len(seqs) != n:
         raise FeatureFormatError(path, modality, f"{n} samples (one per id)", f"{len(seqs)}")
     lengths = part.get(f"{modality}_lengths")
+    if lengths is not None:
+        lengths = np.asarray(lengths).reshape(-1)
+        if len(lengths) != n or lengths.dtype.kind not in "iuf":
+            raise FeatureFormatError(path, f"{modality}_lengths", f"{n} sequence lengths (one per id)",
+                                     f"{len(lengths)} values of dtype {lengths.dtype}")
     out = []
     for i, a in enumerate(seqs):
         a = np.asarray(a, dtype=np.float32)

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from msa_lib.data.schema import DatasetMeta, FeatureFormatError, ModalitySpec, MultimodalDataset
-from msa_lib.core.paths import DATA_DIR, project_path
+from msa_lib.core.paths import DATA_DIR, input_path, project_path
 from msa_lib.core.utils import normalize_transcript
 from msa_lib.data.labels import BINARY_SCHEME, LabelScheme
 
@@ -133,6 +133,15 @@ def stratified_group_assignment(labels, groups, fractions: dict[str, float], see
     return out
 
 
+def ravdess_clip_key(stem: str) -> str:
+    """``03-01-05-02-01-01-12`` -> ``05-02-01-01-12``: emotion, intensity, statement, repetition and actor,
+    i.e. the same performance in every modality file (audio-only, video-only, audio-visual)."""
+    fields = Path(str(stem)).stem.split("-")
+    if len(fields) != 7:
+        raise ValueError(f"{stem}: not a RAVDESS clip name (expected 7 dash-separated fields)")
+    return "-".join(fields[2:])
+
+
 def parse_ravdess_name(name: str) -> dict:
     """``MM-CC-EE-II-SS-RR-AA``: modality, channel, emotion (1..8), intensity, statement, repetition, actor."""
     stem = Path(name).stem
@@ -223,10 +232,13 @@ def parse_label(value) -> float | None:
 def read_clip_manifest(path: str | os.PathLike) -> pd.DataFrame:
     """Normalise a clip manifest to columns ``path, clip_id, language, transcript, label, label_raw``.
 
-    Required: a path column (``path``/``file``/...), resolved relative to the manifest's folder.
-    Optional: transcript (overrides ASR), language (``zh``/``en``/``auto``), label.
+    ``path`` is relative to the current folder (a relative path found only inside the project, such
+    as ``data/clips/manifest.csv``, is the shipped manifest). Required: a path column
+    (``path``/``file``/...), each resolved relative to the manifest's folder. Optional: transcript
+    (overrides ASR), language (``zh``/``en``/``auto``), label. Checking the rows before long work:
+    :func:`msa_lib.data.manifest_checks.check_clip_manifest`.
     """
-    path = project_path(path)
+    path = input_path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: manifest not found")
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)

@@ -61,7 +61,8 @@ from msa_lib.core.pretrained import (
     package_dir,
     sha256_file,
 )
-from msa_lib.core.utils import get_logger, resolve_device
+from msa_lib.core.cache import clear as clear_cache, contains, shared
+from msa_lib.core.utils import get_logger, normalize_language, resolve_device
 
 log = get_logger("extract.asr")
 
@@ -142,8 +143,8 @@ def peak_dbfs(samples: np.ndarray) -> float:
 
 
 # ----------------------------------------------------------------------------- model resolution
-_verified_model_bins: set[str] = set()
 _resolve_lock = threading.Lock()
+_VERIFIED_BIN = "asr.verified-model-bin"  # cache owner: model.bin files whose sha256 matched in this process
 
 
 def _bundled_base_valid(folder: Path, full_check: bool) -> bool:
@@ -154,11 +155,12 @@ def _bundled_base_valid(folder: Path, full_check: bool) -> bool:
         return False
     if (folder / "model.bin.sha256").read_text().strip() != BUNDLED_BASE_MODEL_SHA256:
         return False
-    if full_check and str(model_bin) not in _verified_model_bins:
+    verified = (_VERIFIED_BIN, str(model_bin))
+    if full_check and not contains(verified):
         # Hash the joined file once per process: cheap (~0.5 s) insurance against a damaged cache.
         if sha256_file(model_bin) != BUNDLED_BASE_MODEL_SHA256:
             return False
-        _verified_model_bins.add(str(model_bin))
+        shared(verified, lambda: True)  # only a match is remembered
     return True
 
 
@@ -207,7 +209,7 @@ def bundled_faster_whisper_base() -> Path:
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
-        _verified_model_bins.add(str(target / "model.bin"))
+        shared((_VERIFIED_BIN, str(target / "model.bin")), lambda: True)  # just hashed while joining
         return target
 
 
@@ -293,14 +295,14 @@ def resolve_openai_whisper_checkpoint(name_or_path: str | os.PathLike = "base") 
 
 
 # ------------------------------------------------------------------------ shared model loading
-_model_cache: dict[tuple, object] = {}
-_model_cache_lock = threading.Lock()
+# Loaded Whisper models live in the process-wide cache (msa_lib.core.cache) under these owners.
+_OPENAI_WHISPER, _FASTER_WHISPER = "asr.openai-whisper", "asr.faster-whisper"
 
 
 def clear_model_cache() -> None:
     """Forget every loaded Whisper model (they are shared across Transcriber/encoder instances)."""
-    with _model_cache_lock:
-        _model_cache.clear()
+    clear_cache(_OPENAI_WHISPER)
+    clear_cache(_FASTER_WHISPER)
 
 
 def _set_torch_threads(num_threads: int) -> None:
@@ -316,26 +318,22 @@ def load_openai_whisper(name_or_path: str | os.PathLike = "base", device: str = 
 
     ckpt = resolve_openai_whisper_checkpoint(name_or_path)
     dev = resolve_device(device)
-    key = ("openai-whisper", str(ckpt), str(dev))
-    with _model_cache_lock:
-        if key not in _model_cache:
-            try:
-                model = whisper.load_model(str(ckpt), device=str(dev))
-            except Exception as exc:
-                raise ModelNotAvailable(f"{ckpt}: openai-whisper could not load this checkpoint ({exc})") from None
-            # Word-level timing uses the cross-attention heads openai picked; a path-loaded checkpoint
-            # has none set, so restore them for the converted official base.
-            short = _openai_name(str(name_or_path))
-            if short in BASE_MODEL_NAMES:
-                short = "base"
-            if short in whisper._ALIGNMENT_HEADS and not is_local_path(name_or_path):
-                model.set_alignment_heads(whisper._ALIGNMENT_HEADS[short])
-            model.eval()
-            _model_cache[key] = model
-        return _model_cache[key]
 
+    def load():
+        try:
+            model = whisper.load_model(str(ckpt), device=str(dev))
+        except Exception as exc:
+            raise ModelNotAvailable(f"{ckpt}: openai-whisper could not load this checkpoint ({exc})") from None
+        # Word-level timing uses the cross-attention heads openai picked; a path-loaded checkpoint
+        # has none set, so restore them for the converted official base.
+        short = _openai_name(str(name_or_path))
+        if short in BASE_MODEL_NAMES:
+            short = "base"
+        if short in whisper._ALIGNMENT_HEADS and not is_local_path(name_or_path):
+            model.set_alignment_heads(whisper._ALIGNMENT_HEADS[short])
+        return model.eval()
 
-_encoder_reusing_class = None
+    return shared((_OPENAI_WHISPER, str(ckpt), str(dev)), load)
 
 
 def _encoder_reusing_model_class():
@@ -351,40 +349,41 @@ def _encoder_reusing_model_class():
     ``WhisperModel``. If a faster-whisper version built its window differently, the memo simply
     misses and the encoder runs again. ``encoder_passes`` counts the real encoder runs.
     """
-    global _encoder_reusing_class
-    if _encoder_reusing_class is None:
-        from faster_whisper import WhisperModel
+    return shared("asr.encoder-reusing-model-class", _define_encoder_reusing_model_class)
 
-        class EncoderReusingWhisperModel(WhisperModel):
-            def __init__(self, *args, **kwargs):
-                super().__init__(*args, **kwargs)
-                self._memo = threading.local()  # .active (inside the block), .item (window, output)
-                self.encoder_passes = 0  # how many times the encoder really ran (for tests/benchmarks)
 
-            @contextmanager
-            def reusing_encoder_output(self):
-                self._memo.active, self._memo.item = True, None
-                try:
-                    yield self
-                finally:
-                    self._memo.active, self._memo.item = False, None
+def _define_encoder_reusing_model_class():
+    from faster_whisper import WhisperModel
 
-            def encode(self, features: np.ndarray):
-                memo = self._memo
-                active = getattr(memo, "active", False)
-                batch = features if features.ndim == 3 else features[None]
-                if active and memo.item is not None:
-                    window, output = memo.item
-                    if window.shape == batch.shape and np.array_equal(window, batch):
-                        return output
-                output = super().encode(features)
-                self.encoder_passes += 1
-                if active:
-                    memo.item = (np.array(batch, copy=True), output)
-                return output
+    class EncoderReusingWhisperModel(WhisperModel):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._memo = threading.local()  # .active (inside the block), .item (window, output)
+            self.encoder_passes = 0  # how many times the encoder really ran (for tests/benchmarks)
 
-        _encoder_reusing_class = EncoderReusingWhisperModel
-    return _encoder_reusing_class
+        @contextmanager
+        def reusing_encoder_output(self):
+            self._memo.active, self._memo.item = True, None
+            try:
+                yield self
+            finally:
+                self._memo.active, self._memo.item = False, None
+
+        def encode(self, features: np.ndarray):
+            memo = self._memo
+            active = getattr(memo, "active", False)
+            batch = features if features.ndim == 3 else features[None]
+            if active and memo.item is not None:
+                window, output = memo.item
+                if window.shape == batch.shape and np.array_equal(window, batch):
+                    return output
+            output = super().encode(features)
+            self.encoder_passes += 1
+            if active:
+                memo.item = (np.array(batch, copy=True), output)
+            return output
+
+    return EncoderReusingWhisperModel
 
 
 def load_faster_whisper(name: str | os.PathLike = "base", device: str = "auto", compute_type: str = "int8",
@@ -394,35 +393,31 @@ def load_faster_whisper(name: str | os.PathLike = "base", device: str = "auto", 
 
     folder = resolve_faster_whisper_model(name)
     dev = resolve_device(device).type
-    key = ("faster-whisper", str(folder), dev, compute_type, int(cpu_threads))
-    with _model_cache_lock:
-        if key not in _model_cache:
-            try:
-                _model_cache[key] = WhisperModel(str(folder), device=dev, compute_type=compute_type,
-                                                 cpu_threads=int(cpu_threads))
-            except ValueError as exc:  # e.g. a compute_type the device does not support
-                raise ASRConfigError(f"faster-whisper cannot load {folder} on {dev} with compute_type="
-                                     f"{compute_type!r}: {exc}") from None
-            except RuntimeError as exc:
-                raise ModelNotAvailable(f"{folder}: faster-whisper could not load the model ({exc})") from None
-        return _model_cache[key]
+
+    def load():
+        try:
+            return WhisperModel(str(folder), device=dev, compute_type=compute_type, cpu_threads=int(cpu_threads))
+        except ValueError as exc:  # e.g. a compute_type the device does not support
+            raise ASRConfigError(f"faster-whisper cannot load {folder} on {dev} with compute_type="
+                                 f"{compute_type!r}: {exc}") from None
+        except RuntimeError as exc:
+            raise ModelNotAvailable(f"{folder}: faster-whisper could not load the model ({exc})") from None
+
+    return shared((_FASTER_WHISPER, str(folder), dev, compute_type, int(cpu_threads)), load)
 
 
 # --------------------------------------------------------------------------------- ASR config
-_LANGUAGE_ALIASES = {"chinese": "zh", "mandarin": "zh", "cmn": "zh", "zho": "zh", "chi": "zh",
-                     "english": "en", "eng": "en"}
 BACKENDS = ("faster-whisper", "openai-whisper")
 TASKS = ("transcribe", "translate")
 
 
-def normalise_language(language: str | None) -> str | None:
-    """``auto``/None -> None (detect); ``zh-CN``/``Mandarin`` -> ``zh``; unknown codes raise."""
+def whisper_language(language: str | None) -> str | None:
+    """A language option for Whisper: ``auto``/``detect``/empty/None -> None (detect); any spelling
+    :func:`~msa_lib.core.utils.normalize_language` knows (``zh-CN``, ``Mandarin``) -> its code, which
+    must be a Whisper language code (else :class:`ASRConfigError`)."""
     if language is None or str(language).strip().lower() in ("", "auto", "detect"):
         return None
-    code = str(language).strip().lower().replace("_", "-")
-    code = _LANGUAGE_ALIASES.get(code, code)
-    if "-" in code:
-        code = _LANGUAGE_ALIASES.get(code.split("-")[0], code.split("-")[0])
+    code = normalize_language(str(language), ASRConfigError)
     from faster_whisper.tokenizer import _LANGUAGE_CODES
 
     if code not in _LANGUAGE_CODES:
@@ -469,7 +464,7 @@ class ASRConfig:
             raise ASRConfigError(f"task {self.task!r}: expected one of {TASKS}")
         if self.beam_size < 1 or self.best_of < 1:
             raise ASRConfigError("beam_size and best_of must be >= 1")
-        self.language = normalise_language(self.language) or "auto"
+        self.language = whisper_language(self.language) or "auto"
 
 
 @dataclass
@@ -499,17 +494,15 @@ class ASRResult:
         return asdict(self)
 
 
-_opencc = None
+def _opencc_t2s():
+    from opencc import OpenCC
+
+    return OpenCC("t2s")
 
 
 def to_simplified(text: str) -> str:
     """Traditional -> simplified Chinese (OpenCC ``t2s``); other scripts pass through unchanged."""
-    global _opencc
-    if _opencc is None:
-        from opencc import OpenCC
-
-        _opencc = OpenCC("t2s")
-    return _opencc.convert(text)
+    return shared("asr.opencc-t2s", _opencc_t2s).convert(text)
 
 
 def _top(probs: Iterable[tuple[str, float]], k: int = 5) -> list[tuple[str, float]]:
@@ -552,7 +545,7 @@ class Transcriber:
         task = task or c.task
         if task not in TASKS:
             raise ASRConfigError(f"task {task!r}: expected one of {TASKS}")
-        forced = normalise_language(language if language is not None else c.language)
+        forced = whisper_language(language if language is not None else c.language)
         samples = load_audio_16k(audio)
         started = time.perf_counter()
         duration = samples.size / SAMPLE_RATE

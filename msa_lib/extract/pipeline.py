@@ -1,8 +1,12 @@
 """Raw clips -> per-clip text, audio and face features -> one feature file.
 
-Per clip (:func:`extract_clip`): decode (ffmpeg) -> ASR with per-clip language detection (a manifest
-transcript overrides ASR) -> text encoder (token sequences + pooled vector) -> frame-level prosody
-(and optionally Whisper-encoder embeddings) -> MediaPipe face features with a face-present mask.
+Per clip (:func:`extract_clip`): decode (ffmpeg) -> every selected extractor, modality by modality:
+text (ASR with per-clip language detection, a manifest transcript overriding it, then the text
+encoder's token sequences + pooled vector), audio (frame-level prosody; optionally Whisper-encoder
+states, eGeMAPS), vision (MediaPipe face features with a face-present mask). The representations
+are classes in a registry (:mod:`msa_lib.extract.registry`, built-ins in
+:mod:`msa_lib.extract.extractors`): this module decodes, runs them, caches and assembles, and names
+none of them, so a new representation is one class there.
 
 Bad input never stops a batch: a clip that cannot be decoded at all is a *failure*; a clip that lacks
 one modality (no audio track, silence, no speech, no face in any frame) keeps the others and the gap is
@@ -28,7 +32,7 @@ import pickle
 import threading
 import time
 from concurrent.futures import Future, wait
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -39,22 +43,28 @@ from msa_lib.data.labels import SIMS_SCHEME, MOSI_SCHEME, scores_to_classes
 from msa_lib.data.io import atomic_pickle, write_features
 from msa_lib.data.schema import DatasetMeta, ModalitySpec, MultimodalDataset
 from msa_lib.core.paths import cache_dir, project_path
-from msa_lib.core.utils import get_logger
-from msa_lib.extract.asr import ASRConfig, WhisperEncoderConfig, normalise_language
-from msa_lib.extract.audio import AudioFeatureConfig, feature_groups, feature_names as audio_feature_names, is_silent
-from msa_lib.extract.errors import ExtractionError, MediaError, MissingToolError, NoFaceError
+from msa_lib.core.utils import get_logger, normalize_transcript
+from msa_lib.extract.asr import ASRConfig, WhisperEncoderConfig, whisper_language
+from msa_lib.extract.audio import AudioFeatureConfig, is_silent
+from msa_lib.extract.errors import ExtractionError, MediaError, MissingToolError
 from msa_lib.extract.executors import map_unordered, threads_per_worker
 from msa_lib.extract.media import MediaConfig, extract_audio, extract_frames, probe
-from msa_lib.extract.text import TextEncoderConfig, normalize_transcript
-from msa_lib.extract.visual import VisualFeatureConfig, visual_feature_names
+from msa_lib.extract.registry import (
+    MODALITIES,
+    SELECTION_FIELDS,
+    ClipData,
+    check_selection,
+    get_extractor,
+    selected_extractors,
+)
+from msa_lib.extract.text import TextEncoderConfig
+from msa_lib.extract.visual import VisualFeatureConfig
 
 log = get_logger("extract")
 
 PIPELINE_VERSION = 2  # bump when the per-clip output changes: invalidates cached clips
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".flv", ".mpg", ".mpeg"}
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac"}
-MODALITIES = ("text", "audio", "vision")
-AUDIO_REPRESENTATIONS = ("prosody", "whisper", "egemaps")
 
 
 @dataclass
@@ -62,8 +72,14 @@ class ExtractConfig:
     """What to extract and how. Sub-configs hold each extractor's own settings."""
 
     modalities: tuple[str, ...] = MODALITIES
+    # the extractors per modality, by registry name (msa_lib.extract.registry lists them)
     audio_features: tuple[str, ...] = ("prosody",)  # add "whisper" (pretrained) or "egemaps" (openSMILE)
-    supported_languages: tuple[str, ...] = ("zh", "en")  # detection is restricted to these (see _restrict)
+    face_features: tuple[str, ...] = ("face",)  # MediaPipe landmarks, head pose, AUs, HoG, expressions
+    text_features: tuple[str, ...] = ("text",)  # ASR transcript + text-encoder states
+    # settings of extractors that have no ExtractConfig field of their own, by name (default: their
+    # config_class()); part of the cache key when the extractor is selected
+    extractor_settings: dict = field(default_factory=dict)
+    supported_languages: tuple[str, ...] = ("zh", "en")  # detection is restricted to these (restrict_language)
     label_scale: str = "sims"  # manifest labels are scores in [-1, 1] ("mosi": [-3, 3])
     split: str = "test"  # split given to the clips (a manifest ``split`` column overrides)
     media: MediaConfig = field(default_factory=MediaConfig)
@@ -85,21 +101,32 @@ class ExtractConfig:
         bad = set(self.modalities) - set(MODALITIES)
         if bad or not self.modalities:
             raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}, got {self.modalities}")
-        bad = set(self.audio_features) - set(AUDIO_REPRESENTATIONS)
-        if bad:
-            raise ValueError(f"audio_features must be among {AUDIO_REPRESENTATIONS}, got {sorted(bad)}")
+        for modality, selection in SELECTION_FIELDS.items():
+            check_selection(modality, getattr(self, selection))
         if self.label_scale not in ("sims", "mosi"):
             raise ValueError(f"label_scale must be 'sims' or 'mosi', got {self.label_scale!r}")
 
     def settings_for_cache(self) -> dict:
-        """Everything that changes a clip's output (not workers, executor or cache location)."""
+        """Everything that changes a clip's output (not workers, executor or cache location).
+
+        The face and text selections join the dict only when they differ from their defaults, and an
+        extractor without an ExtractConfig field only when selected, so a config that uses the
+        representations that existed before the registry gives the same dict (and cache key) as then."""
         d = asdict(self)
         for key in ("workers", "executor", "scheduler_address", "use_cache", "cache_folder", "split",
-                    "overlap_decode"):
+                    "overlap_decode", "extractor_settings"):
             d.pop(key)
         for sub in ("text", "asr", "whisper_encoder", "visual"):
             for key in ("device", "show_progress", "batch_size", "num_threads"):
                 d[sub].pop(key, None)
+        for selection in ("face_features", "text_features"):
+            if tuple(d[selection]) == self.__dataclass_fields__[selection].default:
+                d.pop(selection)
+        extractors = {name: get_extractor(name).cache_settings(self)
+                      for selection in SELECTION_FIELDS.values() for name in getattr(self, selection)
+                      if get_extractor(name).cache_key_entry}
+        if extractors:
+            d["extractors"] = dict(sorted(extractors.items()))
         d["pipeline_version"] = PIPELINE_VERSION
         return d
 
@@ -185,39 +212,11 @@ def _load_cached(path: Path) -> dict | None:
 
 
 # ----------------------------------------------------------------------------------------- workers
-_MODELS: dict[str, object] = {}
-_WARMED: set[str] = set()  # one-off first-call set-ups already paid in this process
-
-
-def _model(kind: str, config) -> object:
-    """Load each heavy model once per process (workers keep them across clips)."""
-    key = f"{kind}:{json.dumps(asdict(config), sort_keys=True, default=str)}"
-    if key not in _MODELS:
-        if kind == "asr":
-            from msa_lib.extract.asr import Transcriber
-
-            _MODELS[key] = Transcriber(config)
-        elif kind == "text":
-            from msa_lib.extract.text import TextEncoder
-
-            _MODELS[key] = TextEncoder(config)
-        elif kind == "whisper_encoder":
-            from msa_lib.extract.asr import WhisperEncoderFeatures
-
-            _MODELS[key] = WhisperEncoderFeatures(config)
-        elif kind == "visual":
-            from msa_lib.extract.visual import FaceFeatureExtractor
-
-            _MODELS[key] = FaceFeatureExtractor(config)
-        else:
-            raise KeyError(kind)
-    return _MODELS[key]
-
-
 def load_models(cfg: ExtractConfig, need_asr: bool = True) -> dict[str, float]:
-    """Load (once per process) every model ``cfg`` needs and return the seconds each load took (0 when
-    already loaded). :func:`extract` calls it before its in-process loop, so one-off load costs never
-    land in a clip's stage timings; benchmarks report them separately."""
+    """Load (once per process) every model ``cfg`` needs and return the seconds each load took (about
+    0 when already loaded; a one-off warm-up already paid is left out). :func:`extract` calls it before
+    its in-process loop, so one-off load costs never land in a clip's stage timings; benchmarks report
+    them separately. ``need_asr=False``: every clip comes with a transcript, so no ASR model is loaded."""
     seconds: dict[str, float] = {}
 
     def timed_load(name, fn):
@@ -225,22 +224,8 @@ def load_models(cfg: ExtractConfig, need_asr: bool = True) -> dict[str, float]:
         fn()
         seconds[name] = round(time.perf_counter() - start, 3)
 
-    if "text" in cfg.modalities:
-        if need_asr:  # the model itself, not just the (lazy) Transcriber
-            timed_load(f"asr ({cfg.asr.backend})", lambda: _model("asr", replace(cfg.asr, language="auto")).model)
-        timed_load("text encoder", lambda: _model("text", cfg.text).encode_with_pooled(["warm-up"]))
-    if "audio" in cfg.modalities:
-        if "prosody" in cfg.audio_features and "prosody" not in _WARMED:
-            from msa_lib.extract.audio import extract_prosody
-
-            # librosa's first call imports and JIT-compiles (numba) for several seconds
-            noise = np.random.default_rng(0).standard_normal(cfg.media.sample_rate // 2).astype(np.float32)
-            timed_load("audio features (first call)", lambda: extract_prosody(0.1 * noise, cfg.media.sample_rate, cfg.audio))
-            _WARMED.add("prosody")
-        if "whisper" in cfg.audio_features:
-            timed_load("whisper encoder", lambda: _model("whisper_encoder", cfg.whisper_encoder).model)
-    if "vision" in cfg.modalities:
-        timed_load("face models", lambda: _model("visual", cfg.visual).detect_faces(np.zeros((64, 64, 3), np.uint8)))
+    for extractor in selected_extractors(cfg):
+        extractor.load(cfg, timed_load, need_asr=need_asr)
     return seconds
 
 
@@ -250,21 +235,6 @@ def init_worker(num_threads: int) -> None:
     torch.set_num_threads(max(1, num_threads))
 
 
-def _restrict_language(asr, samples, result, supported: Sequence[str]):
-    """Whisper sometimes names a language outside the corpus (e.g. ``ja`` for short Mandarin). When the
-    detected language is not supported, take the most probable supported one and decode again."""
-    if not supported or result.language in supported or not result.has_speech:
-        return result, "detected"
-    ranked = [lang for lang, _ in result.top_languages if lang in supported]
-    if not ranked:
-        lang, _, top = asr.detect_language(samples)
-        ranked = [lang for lang, _ in top if lang in supported] or list(supported)
-    forced = ranked[0]
-    again = asr.transcribe(samples, language=forced)
-    again.language_probability = dict(result.top_languages).get(forced)
-    return again, f"restricted (detected {result.language})"
-
-
 def extract_clip(job: tuple[ClipInput, ExtractConfig, str | None]) -> dict:
     """Extract one clip. Never raises for bad media: returns a record with ``status`` ok or failed."""
     clip, cfg, key = job
@@ -272,104 +242,59 @@ def extract_clip(job: tuple[ClipInput, ExtractConfig, str | None]) -> dict:
     timings: dict[str, float] = {}  # wall seconds per stage on this clip's critical path
     record: dict = {"clip_id": clip.clip_id, "path": clip.path, "label": clip.label, "split": clip.split,
                     "status": "ok", "features": {}, "missing": {}, "timings": timings}
-
-    def timed(stage, fn, *args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
+    data = ClipData(clip, cfg, record, info=None, timings=timings)
+    timed = data.timed
+    extractors = selected_extractors(cfg)
 
     frames_job: Future | None = None
     try:
-        need_audio = "audio" in cfg.modalities or ("text" in cfg.modalities and not clip.transcript)
-        info = timed("decode", probe, clip.path, cfg.media.timeout_s)
+        need_audio = "audio" in cfg.modalities or any(e.needs_audio(clip) for e in extractors)
+        info = data.info = timed("decode", probe, clip.path, cfg.media.timeout_s)
         record["duration"] = info.duration
         if not info.duration or info.duration <= 0:
             raise MediaError(f"{clip.path}: zero-length media", clip=clip.path, stage="media")
-        samples = frames = timestamps = None
         if "vision" in cfg.modalities and info.has_video:
             decode_frames = partial(extract_frames, clip.path, fps=cfg.media.fps, max_side=cfg.media.max_side,
                                     max_frames=cfg.media.max_frames, timeout_s=cfg.media.timeout_s, info=info)
             if cfg.overlap_decode:
                 frames_job = _background(decode_frames)
             else:
-                frames, timestamps = timed("decode", decode_frames)
+                data.frames, data.timestamps = timed("decode", decode_frames)
         if need_audio:
             if info.has_audio:
-                samples = timed("decode", extract_audio, clip.path, sr=cfg.media.sample_rate,
-                                timeout_s=cfg.media.timeout_s, info=info)
+                data.samples = timed("decode", extract_audio, clip.path, sr=cfg.media.sample_rate,
+                                     timeout_s=cfg.media.timeout_s, info=info)
             else:
                 record["missing"]["audio"] = "no audio track"
-        silent = samples is not None and is_silent(samples, cfg.media.sample_rate)
-        if silent:
+        data.silent = data.samples is not None and is_silent(data.samples, cfg.media.sample_rate)
+        if data.silent:
             record["missing"]["audio"] = "silent audio track"
 
-        # --- speech: transcript + language
-        language, transcript = normalise_language(clip.language), normalize_transcript(clip.transcript)
+        # --- the manifest's transcript and language (the text extractor fills them in from ASR)
+        language, transcript = whisper_language(clip.language), normalize_transcript(clip.transcript)
         record.update(transcript=transcript, transcript_source="manifest" if transcript else "none",
                       language=language, language_probability=None,
                       language_source="manifest" if language else "none", segments=[])
-        if "text" in cfg.modalities and not transcript:
-            if samples is None or silent:
-                record["missing"]["text"] = "no speech (no audio track)" if samples is None else "no speech (silence)"
-            else:
-                asr = _model("asr", replace(cfg.asr, language=language or "auto"))
-                result = timed("asr", asr.transcribe, samples)
-                if not language:
-                    result, source = timed("asr", _restrict_language, asr, samples, result, cfg.supported_languages)
-                    record["language_source"] = source
-                if result.has_speech and result.text:
-                    record.update(transcript=normalize_transcript(result.text), transcript_source="asr",
-                                  language=result.language,
-                                  language_probability=result.language_probability,
-                                  segments=[tuple(s) for s in result.segments])
-                else:
-                    record["missing"]["text"] = "no speech detected"
-        if record["language"] is None and transcript:
+        if language is None and transcript:
             record["language"] = _guess_language(transcript)
             record["language_source"] = "script"
 
-        # --- text features
-        if "text" in cfg.modalities and record["transcript"]:
-            enc = _model("text", cfg.text)
-            seqs, pooled = timed("text", enc.encode_with_pooled, [record["transcript"]])  # one forward pass
-            record["features"]["text"] = seqs.embeddings[0]
-            record["tokens"] = seqs.tokens[0]
-            record["features"]["text_pooled"] = pooled[0][None]
-
-        # --- audio features
-        if "audio" in cfg.modalities and samples is not None and not silent:
-            sr = cfg.media.sample_rate
-            if "prosody" in cfg.audio_features:
-                from msa_lib.extract.audio import extract_prosody
-
-                record["features"]["audio"] = timed("audio", extract_prosody, samples, sr, cfg.audio)[0]
-            if "whisper" in cfg.audio_features:
-                wenc = _model("whisper_encoder", cfg.whisper_encoder)
-                record["features"]["audio_whisper"] = timed("audio_whisper", wenc.extract, samples)
-            if "egemaps" in cfg.audio_features:
-                from msa_lib.extract.audio import extract_egemaps
-
-                record["features"]["audio_egemaps"] = timed("audio_egemaps", extract_egemaps, samples, sr)[0][None]
-
-        # --- face features
-        if frames_job is not None:
-            frames, timestamps = timed("decode", frames_job.result)  # only the wait counts as decode time
-            frames_job = None
-        if "vision" in cfg.modalities:
-            if frames is None or not len(frames):
-                record["missing"]["vision"] = "no video stream" if not info.has_video else "no frames decoded"
-            else:
-                vis = _model("visual", cfg.visual)
-                try:
-                    out = timed("vision", vis.extract, frames, timestamps, source=clip.path)
-                    record["features"]["vision"] = out.features
-                    record["face_ratio"] = out.face_ratio
-                    record["n_frames"] = int(len(out.mask))
-                except NoFaceError:
-                    record["missing"]["vision"] = "no face in any frame"
-                    record["face_ratio"], record["n_frames"] = 0.0, int(len(frames))
+        # --- every selected extractor, modality by modality, on the inputs that modality reads
+        for modality in MODALITIES:
+            if modality not in cfg.modalities:
+                continue
+            if modality == "audio" and (data.samples is None or data.silent):
+                continue  # already recorded as missing
+            if modality == "vision":
+                if frames_job is not None:
+                    data.frames, data.timestamps = timed("decode", frames_job.result)  # only the wait counts
+                    frames_job = None
+                if data.frames is None or not len(data.frames):
+                    record["missing"]["vision"] = "no video stream" if not info.has_video else "no frames decoded"
+                    continue
+            for extractor in extractors:
+                if extractor.modality == modality:
+                    record["features"].update(extractor.extract(data))
         if not record["features"]:
             reasons = "; ".join(f"{m}: {why}" for m, why in record["missing"].items()) or "nothing to extract"
             raise ExtractionError(f"{clip.path}: no usable modality ({reasons})", clip=clip.path, stage="extract")
@@ -475,6 +400,8 @@ def assemble(cfg: ExtractConfig, records: list[dict], name: str = "clips") -> Mu
     labels = [-1 if np.isnan(s) else int(scores_to_classes([s], 2, scheme.scale)[0]) for s in scores]
     extra_keys = ("transcript_source", "language_probability", "language_source", "segments", "tokens",
                   "duration", "face_ratio", "n_frames", "timings", "wall_s", "missing", "path", "cached")
+    extra_keys += tuple(dict.fromkeys(k for e in selected_extractors(cfg) for k in e.record_keys
+                                      if k not in extra_keys))  # metadata of newer extractors
     meta = DatasetMeta(name, specs, scheme, source="msa_lib.extract",
                        extra={"extract_config": cfg.settings_for_cache()})
     return MultimodalDataset.build(
@@ -485,34 +412,11 @@ def assemble(cfg: ExtractConfig, records: list[dict], name: str = "clips") -> Mu
 
 
 def modality_specs(cfg: ExtractConfig, records: Iterable[dict] = ()) -> dict[str, ModalitySpec]:
-    """Feature names, groups, rates and extractor settings of every modality the config produces."""
+    """Feature names, groups, rates and extractor settings of every feature the config produces."""
     records = list(records)
     specs: dict[str, ModalitySpec] = {}
-    if "text" in cfg.modalities:
-        dim = next((r["features"]["text"].shape[1] for r in records if "text" in r["features"]), 384)
-        text_settings = {"name": "text-encoder", **asdict(cfg.text), "asr": asdict(cfg.asr)}
-        names = [f"text_{i:03d}" for i in range(dim)]
-        specs["text"] = ModalitySpec(dim, names, {"embedding": list(range(dim))}, "sequence", None, text_settings)
-        specs["text_pooled"] = ModalitySpec(dim, names, {"embedding": list(range(dim))}, "utterance", None, text_settings)
-    if "audio" in cfg.modalities:
-        if "prosody" in cfg.audio_features:
-            names = audio_feature_names(cfg.audio)
-            specs["audio"] = ModalitySpec(len(names), names, feature_groups(names), "sequence",
-                                          1000.0 / cfg.audio.hop_ms, {"name": "librosa prosody", **asdict(cfg.audio)})
-        if "whisper" in cfg.audio_features:
-            dim = next((r["features"]["audio_whisper"].shape[1] for r in records if "audio_whisper" in r["features"]), 512)
-            specs["audio_whisper"] = ModalitySpec(dim, [f"whisper_enc_{i:03d}" for i in range(dim)],
-                                                  {"whisper_encoder": list(range(dim))}, "sequence",
-                                                  cfg.whisper_encoder.frame_rate_hz or 50.0,
-                                                  {"name": "whisper encoder", **asdict(cfg.whisper_encoder)})
-        if "egemaps" in cfg.audio_features:
-            dim = next((r["features"]["audio_egemaps"].shape[1] for r in records if "audio_egemaps" in r["features"]), 88)
-            specs["audio_egemaps"] = ModalitySpec(dim, None, {}, "utterance", None, {"name": "openSMILE eGeMAPSv02"})
-    if "vision" in cfg.modalities:
-        names, groups = visual_feature_names(cfg.visual)
-        specs["vision"] = ModalitySpec(len(names), names, groups, "sequence", cfg.media.fps,
-                                       {"name": "mediapipe face", **asdict(cfg.visual), "fps": cfg.media.fps,
-                                        "max_side": cfg.media.max_side})
+    for extractor in selected_extractors(cfg):
+        specs.update(extractor.specs(cfg, records))
     return specs
 
 

@@ -18,6 +18,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from msa_lib.core.cache import shared
 from msa_lib.core.plots import plt  # noqa: F401  (imports matplotlib with the headless backend first)
 from msa_lib.extract.visual import EXPRESSION_LABELS
 
@@ -190,9 +191,6 @@ def plot_expression_probabilities(clips: Mapping[str, np.ndarray], feature_names
     return fig
 
 
-_landmark_extractor = None
-
-
 def frame_with_landmarks(video: str | os.PathLike, time_s: float | None = None, fps: float = 5.0,
                          max_side: int = 640, extractor=None) -> tuple[np.ndarray, float, float]:
     """A video frame with the main face's mesh (green), key landmarks (red) and box drawn on it.
@@ -203,12 +201,10 @@ def frame_with_landmarks(video: str | os.PathLike, time_s: float | None = None, 
     from msa_lib.extract.media import extract_frames
     from msa_lib.extract.visual import FaceFeatureExtractor, VisualFeatureConfig, draw_landmarks
 
-    global _landmark_extractor
     frames, times = extract_frames(video, fps=fps, max_side=max_side)
     if extractor is None:  # one shared instance: building MediaPipe graphs costs more than a frame
-        if _landmark_extractor is None:
-            _landmark_extractor = FaceFeatureExtractor(VisualFeatureConfig(allow_no_face=True, use_hog=False))
-        extractor = _landmark_extractor
+        extractor = shared("extract.plots.landmark-extractor", lambda: FaceFeatureExtractor(
+            VisualFeatureConfig(allow_no_face=True, use_hog=False)))
     out = extractor.extract(frames, times, source=video)
     target = float(np.median(times)) if time_s is None else float(time_s)
     candidates = np.flatnonzero(out.mask) if out.mask.any() else np.arange(len(frames))

@@ -39,13 +39,12 @@ import numpy as np
 
 from msa_lib.core.paths import cache_dir
 from msa_lib.core.pretrained import ModelNotAvailable, downloads_allowed, is_local_path
-from msa_lib.core.utils import as_text_list, get_logger
+from msa_lib.core.cache import shared
+from msa_lib.core.utils import as_text_list, get_logger, normalize_language
 
 log = get_logger("crosslingual.translate")
 
 LANGUAGES = ("en", "zh")
-_LANG_ALIASES = {"english": "en", "eng": "en", "chinese": "zh", "mandarin": "zh", "cmn": "zh", "zho": "zh",
-                 "zh-cn": "zh", "zh-hans": "zh", "zh-tw": "zh", "zh-hant": "zh"}
 
 
 class TranslationError(ValueError):
@@ -54,13 +53,6 @@ class TranslationError(ValueError):
 
 class TranslatorNotAvailable(ModelNotAvailable):
     """The requested translation model cannot be loaded on this machine (not cached, no network)."""
-
-
-def normalize_lang(code: str) -> str:
-    if not isinstance(code, str) or not code.strip():
-        raise TranslationError(f"language code must be a non-empty string, got {code!r}")
-    c = code.strip().lower().replace("_", "-")
-    return _LANG_ALIASES.get(c, _LANG_ALIASES.get(c.split("-")[0], c.split("-")[0]))
 
 
 # ---------------------------------------------------------------------------------------------- cache
@@ -118,7 +110,7 @@ class Translator:
         return self.name
 
     def _check_pair(self, src: str, tgt: str) -> tuple[str, str]:
-        src, tgt = normalize_lang(src), normalize_lang(tgt)
+        src, tgt = normalize_language(src, TranslationError), normalize_language(tgt, TranslationError)
         if (src, tgt) not in self.pairs:
             raise TranslationError(f"{self.name} translator: pair {src}->{tgt} not supported (supported: "
                                    f"{', '.join(f'{a}->{b}' for a, b in self.pairs)})")
@@ -286,21 +278,21 @@ class CedictIndex:
         return cls(zh_to_en, en_to_zh, max(len(w) for w in zh_to_en))
 
 
-_INDEX: dict[str, CedictIndex] = {}
 INDEX_VERSION = 1
 
 
 def cedict_index(path: str | os.PathLike | None = None) -> CedictIndex:
     """The parsed dictionary, once per process; the parse is also cached on disk (keyed by the file's
     sha256), because parsing 120k lines takes seconds."""
+    return shared(("translate.cedict-index", str(path or "default")), lambda: _read_cedict_index(path))
+
+
+def _read_cedict_index(path: str | os.PathLike | None) -> CedictIndex:
     import pickle
     import tempfile
 
     from msa_lib.core.pretrained import sha256_file
 
-    key = str(path or "default")
-    if key in _INDEX:
-        return _INDEX[key]
     src = Path(path) if path is not None else cedict_path()
     try:
         digest = sha256_file(src)[:16]
@@ -321,11 +313,14 @@ def cedict_index(path: str | os.PathLike | None = None) -> CedictIndex:
         with os.fdopen(fd, "wb") as fh:
             pickle.dump(index, fh, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, cached)  # atomic: a crash never leaves a half-written index
-    _INDEX[key] = index
     return index
 
 
 def _jieba():
+    return shared("translate.jieba", _initialised_jieba)
+
+
+def _initialised_jieba():
     import logging
 
     import jieba
@@ -564,7 +559,8 @@ class Seq2SeqTranslator(Translator):
         super().__init__(cache)
         self.config = Seq2SeqConfig(**{**asdict(config or Seq2SeqConfig()), **overrides})
         if pairs is not None:
-            self.pairs = tuple((normalize_lang(a), normalize_lang(b)) for a, b in pairs)
+            self.pairs = tuple((normalize_language(a, TranslationError), normalize_language(b, TranslationError))
+                               for a, b in pairs)
         else:
             guess = re.search(r"(?:^|[-_/])([a-z]{2})-([a-z]{2})(?:$|[-_])", Path(str(self.config.model)).name.lower())
             self.pairs = ((guess.group(1), guess.group(2)),) if guess else Translator.pairs
@@ -639,8 +635,8 @@ class WhisperSpeechTranslator(Translator):
         return f"whisper-translate:{c.backend}:{c.model}:{c.beam_size}"
 
     def _check_pair(self, src, tgt):
-        src = "auto" if str(src).lower() == "auto" else normalize_lang(src)
-        tgt = normalize_lang(tgt)
+        src = "auto" if str(src).lower() == "auto" else normalize_language(src, TranslationError)
+        tgt = normalize_language(tgt, TranslationError)
         if tgt != "en":
             raise TranslationError(f"Whisper speech translation only produces English, not {tgt!r}")
         return src, tgt
@@ -684,4 +680,4 @@ def translate(texts, src: str, tgt: str, backend: str = "dictionary", **kwargs) 
 
 __all__ = ["TranslationError", "TranslatorNotAvailable", "TranslationCache", "Translator", "DictionaryConfig",
            "DictionaryTranslator", "CedictIndex", "cedict_index", "Seq2SeqConfig", "Seq2SeqTranslator",
-           "WhisperSpeechTranslator", "make_translator", "translate", "normalize_lang", "BACKENDS"]
+           "WhisperSpeechTranslator", "make_translator", "translate", "BACKENDS"]

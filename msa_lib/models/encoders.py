@@ -242,16 +242,12 @@ class _BertLayerWithWeights(nn.Module):
         return h, (weights if need_weights else None)
 
 
-_PRETRAINED: dict[str, nn.Module] = {}
-
-
 def _pretrained_text_model(model_id: str) -> nn.Module:
     """Load each pretrained text model once per process (every model build copies its top layers)."""
-    if model_id not in _PRETRAINED:
-        from msa_lib.extract.text import load_text_model
+    from msa_lib.core.cache import shared
+    from msa_lib.extract.text_loading import load_text_model
 
-        _PRETRAINED[model_id] = load_text_model(model_id, device="cpu").model.eval()
-    return _PRETRAINED[model_id]
+    return shared(("models.pretrained-text", model_id), lambda: load_text_model(model_id, device="cpu").model.eval())
 
 
 class PretrainedTopEncoder(nn.Module):

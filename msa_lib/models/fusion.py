@@ -1,16 +1,55 @@
 """Fusions: one interface, any subset of modalities, samples with absent modalities.
 
-A fusion is built from ``dims`` (modality -> encoder output width), a :class:`FusionConfig` and the
+A fusion is built from ``dims`` (modality -> encoder output width), its config and the
 :class:`~msa_lib.models.heads.HeadSpec`, and maps ``{modality: EncodedModality}`` to a
 :class:`FusionOutput` whose ``fused`` vector (B x ``out_dim``) feeds the shared head. A fusion that
 makes its own predictions (late fusion) sets ``provides_prediction`` and fills ``prediction``.
 
 Absent modalities (``present`` False) are masked out: attention never sees them as keys or tokens,
 averages skip them, and concatenations see zeros plus an explicit presence flag.
+
+Configs. Each fusion has its own small dataclass (``config_class``) holding only its settings, on top of
+:class:`FusionConfig`, the few settings every fusion accepts (``dim``, ``heads``, ``dropout``; a fusion
+that has no use for one says so in its docstring). :func:`resolve_fusion_config` makes that dataclass
+from what ``ModelConfig.fusion`` carries: the dataclass itself, a plain :class:`FusionConfig` (shared
+settings), or a dict of overrides (what a JSON config holds). In a dict, a key that names a registered
+model holds overrides for that model only, so one config serves every model of a study:
+``{"dim": 16, "mult": {"width": 8}, "adamml": {"windows": 3}}``. An unknown key is one error naming
+the fusion and the keys it accepts. ``dataclasses.asdict`` of a config gives such a dict back.
+
+Hooks, no-ops in :class:`Fusion`, so training code never asks which fusion it holds:
+``on_epoch_end()`` (per-epoch schedules: AdaMML's Gumbel temperature), ``reset_state()`` (forget
+counters kept over evaluation passes), ``utilization()`` (per modality, the share of the input the
+fusion used; None if it does not select), ``FusionOutput.aux_loss`` (an extra loss term: AdaMML's
+decision loss) and the classmethod ``config_for_levels`` (settings for utterance- or frame-level data).
+
+Adding a fusion: one class and one registry entry.
+
+1. The class, with its config (here or in any module)::
+
+       @dataclass
+       class GatedSumConfig(FusionConfig):
+           temperature: float = 1.0  # only what this fusion uses
+
+       class GatedSum(Fusion):
+           config_class = GatedSumConfig
+
+           def __init__(self, dims, config=None, head=None, dropout=0.3, input_dims=None):
+               super().__init__(dims, config, head, dropout, input_dims)  # sets self.config, self.dropout
+               ...  # layers, in a fixed order; set self.out_dim
+           def forward(self, encoded, return_attention=False) -> FusionOutput: ...
+
+2. One entry in :data:`MODEL_REGISTRY` at the end of this module (``"gated_sum": ModelRecipe(GatedSum)``),
+   or ``register_model("gated_sum", GatedSum)`` from another module. ``build_model("gated_sum", dims)``
+   and ``train_model("gated_sum", ds)`` then work. A recipe can fix settings its name implies
+   (``ModelRecipe(LateFusion, settings={"mode": "vote"})``) or make a unimodal baseline
+   (``ModelRecipe(EarlyConcat, modality="audio")``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -20,21 +59,63 @@ from msa_lib.models.encoders import AttentionBlock, EncodedModality, last_real_i
 from msa_lib.models.heads import HeadOutput, HeadSpec, PredictionHead
 
 
+# ---------------------------------------------------------------------------------------------- configs
 @dataclass
 class FusionConfig:
-    dim: int = 128  # joint width of attention / concat fusions
-    heads: int = 4
+    """Settings every fusion accepts; each fusion's own config derives from this one."""
+
+    dim: int = 128  # joint width of the attention / concat / gated fusions
+    heads: int = 4  # attention heads
     dropout: float | None = None  # None: the model's dropout
+
+
+@dataclass
+class LateFusionConfig(FusionConfig):
+    """``dim`` and ``heads`` are unused (each modality's head reads its encoder output)."""
+
+    mode: str = "avg"  # "avg" (probability average) or "vote" (majority vote)
+
+    def __post_init__(self):
+        if self.mode not in ("vote", "avg"):
+            raise ValueError(f"late fusion mode must be 'vote' or 'avg', got {self.mode!r}")
+
+
+@dataclass
+class EarlyConcatConfig(FusionConfig):
+    """``dim``: width of the hidden layer over the joined vectors; ``heads`` is unused."""
+
+
+@dataclass
+class ModalityAttentionConfig(FusionConfig):
+    ff_mult: int = 2  # feed-forward width = ff_mult * dim
+    layers: int = 1  # self-attention layers over the modality tokens
+
+
+@dataclass
+class CrossAttentionConfig(FusionConfig):
     ff_mult: int = 2
-    late_mode: str = "avg"  # late fusion: "avg" (probability average) or "vote" (majority vote)
-    attention_layers: int = 1  # modality-attention layers over modality tokens
-    # MulT (Tsai et al., 2019)
-    mult_dim: int = 32  # per-modality width inside the crossmodal transformers
-    mult_layers: int = 2  # crossmodal layers per (target, source) pair
-    mult_self_layers: int = 1  # self-attention layers on the concatenated crossmodal outputs
-    mult_pool: str = "mean"  # "mean" (masked) or "last" (last real step, as in the paper)
-    # AdaMML-style gating (Panda et al., 2021)
-    windows: int = 4  # time windows per sample (1 for utterance-level data)
+
+
+@dataclass
+class MulTConfig(FusionConfig):
+    """MulT (Tsai et al., 2019). ``dim`` is unused: the joint width follows from ``width``."""
+
+    ff_mult: int = 2
+    width: int = 32  # per-modality width inside the crossmodal transformers
+    layers: int = 2  # crossmodal layers per (target, source) pair
+    self_layers: int = 1  # self-attention layers on the concatenated crossmodal outputs
+    pool: str = "mean"  # "mean" (masked) or "last" (last real step, as in the paper)
+
+    def __post_init__(self):
+        if self.pool not in ("mean", "last"):
+            raise ValueError(f"MulT pool must be 'mean' or 'last', got {self.pool!r}")
+
+
+@dataclass
+class AdaMMLConfig(FusionConfig):
+    """AdaMML-style gating (Panda et al., 2021). ``dim``: width of the per-window features; ``heads`` is unused."""
+
+    windows: int = 4  # time windows per sample (1 for utterance-level data, see ``config_for_levels``)
     policy_dim: int = 32  # per-modality width of the cheap window summaries
     policy_hidden: int = 64  # GRU width of the policy over windows
     gumbel_tau: float = 5.0
@@ -45,6 +126,54 @@ class FusionConfig:
     target_modalities: float | None = None  # expected modalities per window; None: M - 1 (at least 1)
 
 
+def _field_names(config_class: type) -> list[str]:
+    return [f.name for f in fields(config_class)]
+
+
+def resolve_fusion_config(fusion: type["Fusion"], value: FusionConfig | Mapping | None = None, *,
+                          model: str | None = None, fixed: Mapping[str, Any] | None = None) -> FusionConfig:
+    """``fusion.config_class`` from ``value``: None (defaults), an instance of that class (copied), a
+    plain :class:`FusionConfig` or other base class of it (its settings, the rest default), or a dict
+    of overrides whose keys are fields, or registered model names holding overrides for that model only
+    (applied when ``model`` is that name). ``fixed``: the settings ``model``'s name implies
+    (``late_vote``: ``mode="vote"``); a value contradicting them is an error."""
+    config_class = fusion.config_class
+    if isinstance(value, config_class):  # a subclass of the fusion's config stays what it is
+        config_class = type(value)
+    allowed = _field_names(config_class)
+    label = f"model {model!r} ({fusion.__name__}, config {config_class.__name__})" if model \
+        else f"fusion {fusion.__name__} (config {config_class.__name__})"
+    if value is None:
+        values = {}
+    elif isinstance(value, Mapping):
+        values, sections = {}, {}
+        for key, item in value.items():
+            (sections if key in MODEL_REGISTRY and key not in allowed else values)[key] = item
+        unknown = sorted(set(values) - set(allowed), key=str)
+        if unknown:
+            raise ValueError(f"{label}: unknown fusion setting(s) {', '.join(map(repr, unknown))}; allowed: "
+                             f"{', '.join(allowed)} (or a registered model name holding overrides for that model)")
+        for section, overrides in sections.items():
+            if not isinstance(overrides, Mapping):
+                raise TypeError(f"{label}: fusion settings for model {section!r} must be a dict, "
+                                f"got {type(overrides).__name__}")
+            MODEL_REGISTRY[section].check_settings(overrides, section)
+        values.update(sections.get(model, {}))
+    elif isinstance(value, config_class):
+        values = {name: getattr(value, name) for name in allowed}
+    elif isinstance(value, FusionConfig) and issubclass(config_class, type(value)):
+        values = {name: getattr(value, name) for name in _field_names(type(value))}
+    else:
+        raise TypeError(f"{label} takes {config_class.__name__}, a FusionConfig of shared settings or a dict "
+                        f"of overrides; got {type(value).__name__}")
+    for key, setting in (fixed or {}).items():
+        if key in values and values[key] != setting:
+            raise ValueError(f"{label}: the model name fixes {key}={setting!r}, the config asks for {values[key]!r}")
+        values[key] = setting
+    return config_class(**values)
+
+
+# ---------------------------------------------------------------------------------------------- interface
 @dataclass
 class FusionOutput:
     fused: Tensor  # B x out_dim
@@ -52,7 +181,7 @@ class FusionOutput:
     per_modality: dict[str, HeadOutput] = field(default_factory=dict)
     prediction: HeadOutput | None = None
     gates: Tensor | None = None  # B x windows x M
-    aux_loss: Tensor | None = None
+    aux_loss: Tensor | None = None  # added to the training loss (``LossConfig.aux_weight``)
 
 
 def presence(encoded: dict[str, EncodedModality], modalities: list[str]) -> Tensor:
@@ -67,22 +196,43 @@ def join_with_presence(vectors: list[Tensor], present: Tensor) -> Tensor:
 
 
 class Fusion(nn.Module):
-    provides_prediction = False
+    """Base class: ``dims`` are the encoder output widths, ``input_dims`` the raw feature widths
+    (default ``dims``); ``config`` anything :func:`resolve_fusion_config` takes."""
 
-    def __init__(self, dims: dict[str, int], config: FusionConfig | None = None, head: HeadSpec | None = None,
-                 dropout: float = 0.3):
+    provides_prediction = False
+    config_class: type[FusionConfig] = FusionConfig
+
+    def __init__(self, dims: dict[str, int], config: FusionConfig | Mapping | None = None, head: HeadSpec | None = None,
+                 dropout: float = 0.3, input_dims: dict[str, int] | None = None):
         super().__init__()
         if not dims:
             raise ValueError(f"{type(self).__name__} needs at least one modality")
         self.modalities = list(dims)
         self.dims = dict(dims)
-        self.config = config or FusionConfig()
+        self.input_dims = dict(input_dims or dims)
+        self.config = resolve_fusion_config(type(self), config)
         self.head_spec = head or HeadSpec()
         self.dropout = dropout if self.config.dropout is None else self.config.dropout
         self.out_dim = 0
 
     def forward(self, encoded: dict[str, EncodedModality], return_attention: bool = False) -> FusionOutput:
         raise NotImplementedError
+
+    # hooks (see the module docstring)
+    @classmethod
+    def config_for_levels(cls, config: FusionConfig, levels: dict[str, str]) -> FusionConfig:
+        """The config to use on data whose modalities have these levels (``utterance`` / ``frame`` ...)."""
+        return config
+
+    def on_epoch_end(self) -> None:
+        """Called once after every training epoch."""
+
+    def reset_state(self) -> None:
+        """Forget whatever is counted across forward passes."""
+
+    def utilization(self, reset: bool = False) -> dict[str, float] | None:
+        """Per modality, the share of the input the fusion used in evaluation passes; None if it does not select."""
+        return None
 
 
 # ---------------------------------------------------------------------------------------------- late
@@ -93,12 +243,11 @@ class LateFusion(Fusion):
     of the per-modality losses."""
 
     provides_prediction = True
+    config_class = LateFusionConfig
 
-    def __init__(self, dims, config=None, head=None, dropout=0.3, mode: str | None = None):
-        super().__init__(dims, config, head, dropout)
-        self.mode = mode or self.config.late_mode
-        if self.mode not in ("vote", "avg"):
-            raise ValueError(f"late fusion mode must be 'vote' or 'avg', got {self.mode!r}")
+    def __init__(self, dims, config=None, head=None, dropout=0.3, input_dims=None):
+        super().__init__(dims, config, head, dropout, input_dims)
+        self.mode = self.config.mode
         self.heads = nn.ModuleDict({m: PredictionHead(d, self.head_spec, self.dropout) for m, d in dims.items()})
         self.out_dim = sum(dims.values())
 
@@ -130,8 +279,10 @@ class LateFusion(Fusion):
 class EarlyConcat(Fusion):
     """Concatenated pooled vectors (plus presence flags) through one hidden layer."""
 
-    def __init__(self, dims, config=None, head=None, dropout=0.3):
-        super().__init__(dims, config, head, dropout)
+    config_class = EarlyConcatConfig
+
+    def __init__(self, dims, config=None, head=None, dropout=0.3, input_dims=None):
+        super().__init__(dims, config, head, dropout, input_dims)
         self.net = nn.Sequential(nn.Linear(sum(dims.values()) + len(dims), self.config.dim), nn.GELU(),
                                  nn.Dropout(self.dropout))
         self.out_dim = self.config.dim
@@ -147,13 +298,15 @@ class ModalityAttention(Fusion):
     """Multi-head self-attention over one token per modality (pooled vector projected to a common
     width plus a learned modality embedding); absent modalities are masked keys; masked mean out."""
 
-    def __init__(self, dims, config=None, head=None, dropout=0.3):
-        super().__init__(dims, config, head, dropout)
+    config_class = ModalityAttentionConfig
+
+    def __init__(self, dims, config=None, head=None, dropout=0.3, input_dims=None):
+        super().__init__(dims, config, head, dropout, input_dims)
         d = self.config.dim
         self.proj = nn.ModuleDict({m: nn.Linear(k, d) for m, k in dims.items()})
         self.modality_embedding = nn.Parameter(torch.randn(len(dims), d) * 0.02)
         self.layers = nn.ModuleList(AttentionBlock(d, self.config.heads, self.dropout, self.config.ff_mult)
-                                    for _ in range(max(1, self.config.attention_layers)))
+                                    for _ in range(max(1, self.config.layers)))
         self.norm = nn.LayerNorm(d)
         self.out_dim = d
 
@@ -175,8 +328,10 @@ class CrossAttention(Fusion):
     sequence (the results averaged over the other modalities the sample has), a feed-forward block
     follows, each sequence is mean-pooled and the pooled vectors are joined."""
 
-    def __init__(self, dims, config=None, head=None, dropout=0.3):
-        super().__init__(dims, config, head, dropout)
+    config_class = CrossAttentionConfig
+
+    def __init__(self, dims, config=None, head=None, dropout=0.3, input_dims=None):
+        super().__init__(dims, config, head, dropout, input_dims)
         c = self.config
         d = c.dim
         self.proj = nn.ModuleDict({m: nn.Linear(k, d) for m, k in dims.items()})
@@ -221,25 +376,25 @@ class CrossAttention(Fusion):
 # ---------------------------------------------------------------------------------------------- MulT
 class MulT(Fusion):
     """Crossmodal transformer (Tsai et al., 2019): for each target modality and each other (source)
-    modality, ``mult_layers`` crossmodal attention layers in which the target sequence queries the
+    modality, ``layers`` crossmodal attention layers in which the target sequence queries the
     source sequence; the outputs for one target are concatenated along features, pass
-    ``mult_self_layers`` self-attention layers, are pooled (mean or last real step), and the target
+    ``self_layers`` self-attention layers, are pooled (mean or last real step), and the target
     vectors are joined and refined by a residual block. A source a sample lacks contributes nothing."""
 
-    def __init__(self, dims, config=None, head=None, dropout=0.3):
-        super().__init__(dims, config, head, dropout)
+    config_class = MulTConfig
+
+    def __init__(self, dims, config=None, head=None, dropout=0.3, input_dims=None):
+        super().__init__(dims, config, head, dropout, input_dims)
         c = self.config
-        d = c.mult_dim
-        if c.mult_pool not in ("mean", "last"):
-            raise ValueError(f"mult_pool must be 'mean' or 'last', got {c.mult_pool!r}")
+        d = c.width
         self.proj = nn.ModuleDict({m: nn.Linear(k, d) for m, k in dims.items()})
         self.cross = nn.ModuleDict({
             CrossAttention._pair(t, s): nn.ModuleList(AttentionBlock(d, c.heads, self.dropout, c.ff_mult, context_dim=d)
-                                                      for _ in range(c.mult_layers))
+                                                      for _ in range(c.layers))
             for t in dims for s in dims if t != s})
         self.mem_dim = d * max(1, len(dims) - 1)
         self.mem = nn.ModuleDict({t: nn.ModuleList(AttentionBlock(self.mem_dim, c.heads, self.dropout, c.ff_mult)
-                                                   for _ in range(c.mult_self_layers)) for t in dims})
+                                                   for _ in range(c.self_layers)) for t in dims})
         self.mem_norm = nn.ModuleDict({t: nn.LayerNorm(self.mem_dim) for t in dims})
         combined = self.mem_dim * len(dims) + len(dims)
         self.proj1, self.proj2 = nn.Linear(combined, combined), nn.Linear(combined, combined)
@@ -268,7 +423,7 @@ class MulT(Fusion):
                 if return_attention:
                     attention[f"mult/{t}/self/layer{i}"] = w
             h = self.mem_norm[t](h)
-            if self.config.mult_pool == "last":
+            if self.config.pool == "last":
                 v = h[torch.arange(h.shape[0], device=h.device), last_real_index(t_mask)]
                 v = v * t_mask.any(1, keepdim=True).to(v.dtype)
             else:
@@ -313,15 +468,17 @@ class AdaMMLGate(Fusion):
     straight-through hard in training, hard argmax in evaluation. The fused vector is the average of
     the kept (window, modality) projections of the encoder outputs. The decision loss pushes the
     expected number of modalities used per window towards ``target_modalities``.
-    ``utilization()`` reports, per modality, the fraction of available windows kept in evaluation.
+    ``utilization()`` reports, per modality, the fraction of available windows kept in evaluation
+    (counted since the last ``reset_state()``). The policy reads the raw features, hence ``input_dims``.
     """
 
-    def __init__(self, dims, config=None, head=None, dropout=0.3, input_dims: dict[str, int] | None = None):
-        super().__init__(dims, config, head, dropout)
+    config_class = AdaMMLConfig
+
+    def __init__(self, dims, config=None, head=None, dropout=0.3, input_dims=None):
+        super().__init__(dims, config, head, dropout, input_dims)
         c = self.config
         self.windows = max(1, int(c.windows))
         self.tau = float(c.gumbel_tau)
-        self.input_dims = dict(input_dims or dims)
         m = len(dims)
         self.summary = nn.ModuleDict({k: nn.Linear(self.input_dims[k], c.policy_dim) for k in dims})
         self.policy_rnn = nn.GRU(m * c.policy_dim + m, c.policy_hidden, batch_first=True)
@@ -336,6 +493,13 @@ class AdaMMLGate(Fusion):
         self.register_buffer("kept_windows", torch.zeros(m, dtype=torch.float64), persistent=False)
         self.register_buffer("available_windows", torch.zeros(m, dtype=torch.float64), persistent=False)
         self.out_dim = c.dim
+
+    @classmethod
+    def config_for_levels(cls, config, levels):
+        """One window when every modality is utterance-level (there is no time axis to cut)."""
+        if levels and all(level == "utterance" for level in levels.values()):
+            return replace(config, windows=1)
+        return config
 
     def on_epoch_end(self) -> None:
         self.tau = max(self.config.min_tau, self.tau * self.config.tau_decay)
@@ -393,15 +557,67 @@ class AdaMMLGate(Fusion):
         self.kept_windows.zero_()
         self.available_windows.zero_()
 
+    def reset_state(self) -> None:
+        self.reset_utilization()
 
-FUSIONS = {
-    "late": LateFusion,
-    "early_concat": EarlyConcat,
-    "modality_attention": ModalityAttention,
-    "cross_attention": CrossAttention,
-    "mult": MulT,
-    "adamml": AdaMMLGate,
+
+# ---------------------------------------------------------------------------------------------- registry
+@dataclass(frozen=True)
+class ModelRecipe:
+    """A named model: a fusion class, the settings its name fixes, and for unimodal baselines the one
+    modality it keeps (``text`` resolves through ``ModelConfig.text_key``; ``visual`` means ``vision``)."""
+
+    fusion: type[Fusion]
+    modality: str | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not (isinstance(self.fusion, type) and issubclass(self.fusion, Fusion)):
+            raise TypeError(f"ModelRecipe.fusion must be a Fusion subclass, got {self.fusion!r}")
+        self.check_settings(self.settings)
+
+    def check_settings(self, settings: Mapping[str, Any], model: str | None = None) -> None:
+        allowed = _field_names(self.fusion.config_class)
+        unknown = sorted(set(settings) - set(allowed), key=str)
+        if unknown:
+            where = f"model {model!r} ({self.fusion.__name__})" if model else self.fusion.__name__
+            raise ValueError(f"{where}: unknown fusion setting(s) {', '.join(map(repr, unknown))}; "
+                             f"allowed: {', '.join(allowed)}")
+
+    def config(self, value: FusionConfig | Mapping | None = None, model: str | None = None) -> FusionConfig:
+        """This model's fusion config from what ``ModelConfig.fusion`` holds (see :func:`resolve_fusion_config`)."""
+        return resolve_fusion_config(self.fusion, value, model=model, fixed=self.settings)
+
+
+# name -> recipe; adding a fusion: one entry here (or ``register_model``)
+MODEL_REGISTRY: dict[str, ModelRecipe] = {
+    "text_only": ModelRecipe(EarlyConcat, "text"),
+    "audio_only": ModelRecipe(EarlyConcat, "audio"),
+    "visual_only": ModelRecipe(EarlyConcat, "vision"),
+    "late_vote": ModelRecipe(LateFusion, settings={"mode": "vote"}),
+    "late_avg": ModelRecipe(LateFusion, settings={"mode": "avg"}),
+    "early_concat": ModelRecipe(EarlyConcat),
+    "modality_attention": ModelRecipe(ModalityAttention),
+    "cross_attention": ModelRecipe(CrossAttention),
+    "mult": ModelRecipe(MulT),
+    "adamml": ModelRecipe(AdaMMLGate),
 }
+MODEL_NAMES = tuple(MODEL_REGISTRY)  # the built-in models, in the notebooks' order
+
+
+def register_model(name: str, fusion: type[Fusion], modality: str | None = None, **settings) -> ModelRecipe:
+    """Make ``fusion`` buildable as model ``name`` (``settings``: config fields the name fixes;
+    ``modality``: a unimodal baseline). A name is registered once."""
+    if name in MODEL_REGISTRY:
+        raise ValueError(f"model {name!r} is already registered (as {MODEL_REGISTRY[name]})")
+    MODEL_REGISTRY[name] = recipe = ModelRecipe(fusion, modality, dict(settings))
+    return recipe
+
+
+def model_recipe(name: str) -> ModelRecipe:
+    if name not in MODEL_REGISTRY:
+        raise KeyError(f"unknown model {name!r}; known: {', '.join(MODEL_REGISTRY)}")
+    return MODEL_REGISTRY[name]
 
 
 def gate_usage(gates: Tensor) -> Tensor:

@@ -33,6 +33,7 @@ class HeadSpec:
     hidden: int | None = None  # None: same width as the input vector
 
     def __post_init__(self):
+        self.class_sets = tuple(self.class_sets)  # a JSON config gives a list
         if self.kind not in ("sentiment", "multiclass"):
             raise ValueError(f"head kind must be 'sentiment' or 'multiclass', got {self.kind!r}")
 

@@ -12,10 +12,14 @@ Padded keys get weight 0 (rows sum to 1 over real keys), padded query rows and s
 real key are all-zero. Modalities are arbitrary names; a model is built from ``dims`` (name -> feature
 width). A modality missing from a batch, or absent for some samples (``batch["present"][m]`` False),
 is masked out.
+
+Named models come from the one registry, :data:`~msa_lib.models.fusion.MODEL_REGISTRY` (re-exported
+here; how to add a fusion: :mod:`msa_lib.models.fusion`).
 """
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -25,7 +29,8 @@ from torch import Tensor, nn
 from msa_lib.data.labels import LabelScheme
 from msa_lib.models.encoders import (EncodedModality, EncoderConfig, ModelInputError, PretrainedTopEncoder, build_encoder,
                        is_text_modality)
-from msa_lib.models.fusion import FUSIONS, AdaMMLGate, Fusion, FusionConfig
+from msa_lib.models.fusion import (MODEL_NAMES, MODEL_REGISTRY, Fusion, FusionConfig, ModelRecipe,  # noqa: F401 (the registry, re-exported)
+                                   model_recipe, register_model, resolve_fusion_config)
 from msa_lib.models.heads import HeadOutput, HeadSpec, PredictionHead, head_spec_for
 
 if TYPE_CHECKING:
@@ -38,10 +43,19 @@ class ModelConfig:
     encoder: str = "transformer"  # default encoder kind: "transformer" or "mlp"
     encoders: dict = field(default_factory=dict)  # per modality: kind name, EncoderConfig or its fields as a dict
     encoder_overrides: dict = field(default_factory=dict)  # applied to every encoder, e.g. {"hidden": 64}
-    fusion: FusionConfig = field(default_factory=FusionConfig)
+    # the fusion's settings: its config dataclass, a FusionConfig of shared settings, or a dict of overrides
+    # (keys naming a registered model hold that model's own); a built model holds the resolved dataclass
+    fusion: FusionConfig | dict = field(default_factory=dict)
     head: HeadSpec = field(default_factory=HeadSpec)
     modality_dropout: float = 0.0  # training only: drop whole modalities per sample (never all)
     text_key: str | None = None  # which modality the unimodal "text_only" model uses (None: guess)
+
+    def __post_init__(self):
+        if isinstance(self.head, Mapping):  # e.g. read back from ``dataclasses.asdict`` / JSON
+            self.head = HeadSpec(**self.head)
+        if not isinstance(self.fusion, (FusionConfig, Mapping)):
+            raise TypeError(f"ModelConfig.fusion must be a fusion config or a dict of overrides, "
+                            f"got {type(self.fusion).__name__}")
 
 
 @dataclass
@@ -58,8 +72,11 @@ class ModelOutput:
 
 
 class MultimodalModel(nn.Module):
+    """``fusion``: a registered model name (its fusion class and the settings the name fixes; a unimodal
+    recipe's modality is applied by :func:`build_model`, not here) or a :class:`Fusion` subclass."""
+
     def __init__(self, dims: dict[str, int], fusion: str | type[Fusion] = "early_concat",
-                 config: ModelConfig | None = None, fusion_kwargs: dict | None = None, name: str | None = None,
+                 config: ModelConfig | None = None, name: str | None = None,
                  label_scheme: LabelScheme | None = None):
         super().__init__()
         if not dims:
@@ -76,11 +93,13 @@ class MultimodalModel(nn.Module):
             m: build_encoder(m, d, config.encoders.get(m, config.encoder), config.dropout, config.encoder_overrides)
             for m, d in dims.items()})
         enc_dims = {m: self.encoders[m].out_dim for m in self.modalities}
-        fusion_cls = FUSIONS[fusion] if isinstance(fusion, str) else fusion
-        kwargs = dict(fusion_kwargs or {})
-        if issubclass(fusion_cls, AdaMMLGate):
-            kwargs.setdefault("input_dims", self.dims)
-        self.fusion = fusion_cls(enc_dims, config.fusion, config.head, config.dropout, **kwargs)
+        if isinstance(fusion, str):
+            recipe = model_recipe(fusion)
+            config.fusion, fusion_cls = recipe.config(config.fusion, fusion), recipe.fusion
+        else:
+            config.fusion = resolve_fusion_config(fusion, config.fusion, model=self.name)
+            fusion_cls = fusion
+        self.fusion = fusion_cls(enc_dims, config.fusion, config.head, config.dropout, input_dims=self.dims)
         self.head = None if self.fusion.provides_prediction else PredictionHead(self.fusion.out_dim, config.head, config.dropout)
 
     # ------------------------------------------------------------------ inputs
@@ -146,54 +165,30 @@ class MultimodalModel(nn.Module):
                            fused.aux_loss, self.fusion.provides_prediction, list(self.modalities))
 
     def on_epoch_end(self) -> None:
-        """Per-epoch schedules inside submodules (e.g. the Gumbel temperature of AdaMML)."""
+        """Per-epoch schedules inside submodules (e.g. the Gumbel temperature of AdaMML); call after each epoch."""
         for module in self.modules():
             if module is not self and hasattr(module, "on_epoch_end"):
                 module.on_epoch_end()
+
+    def reset_state(self) -> None:
+        """Forget what submodules count over forward passes (e.g. AdaMML's utilisation), so that the
+        next evaluation counts alone."""
+        for module in self.modules():
+            if module is not self and hasattr(module, "reset_state"):
+                module.reset_state()
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
     def utilization(self, reset: bool = False) -> dict[str, float] | None:
-        return self.fusion.utilization(reset) if hasattr(self.fusion, "utilization") else None
+        """The fusion's per-modality share of the input used (None: the fusion does not select)."""
+        return self.fusion.utilization(reset)
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, modalities={self.modalities}"
 
 
-# ---------------------------------------------------------------------------------------------- registry
-@dataclass(frozen=True)
-class ModelRecipe:
-    """A named model: a fusion and, for unimodal baselines, the one modality it uses
-    (``text`` resolves through ``ModelConfig.text_key``; ``visual`` means ``vision``)."""
-
-    fusion: str
-    modality: str | None = None
-    fusion_kwargs: tuple = ()  # (key, value) pairs
-
-
-MODEL_REGISTRY: dict[str, ModelRecipe] = {
-    "text_only": ModelRecipe("early_concat", "text"),
-    "audio_only": ModelRecipe("early_concat", "audio"),
-    "visual_only": ModelRecipe("early_concat", "vision"),
-    "late_vote": ModelRecipe("late", fusion_kwargs=(("mode", "vote"),)),
-    "late_avg": ModelRecipe("late", fusion_kwargs=(("mode", "avg"),)),
-    "early_concat": ModelRecipe("early_concat"),
-    "modality_attention": ModelRecipe("modality_attention"),
-    "cross_attention": ModelRecipe("cross_attention"),
-    "mult": ModelRecipe("mult"),
-    "adamml": ModelRecipe("adamml"),
-}
-MODEL_NAMES = tuple(MODEL_REGISTRY)
-
-
-def register_model(name: str, recipe: ModelRecipe, fusion_cls: type[Fusion] | None = None) -> None:
-    """Add a named model (and, if given, its fusion class under ``recipe.fusion``)."""
-    if fusion_cls is not None:
-        FUSIONS[recipe.fusion] = fusion_cls
-    MODEL_REGISTRY[name] = recipe
-
-
+# ---------------------------------------------------------------------------------------------- building
 def resolve_modality(role: str, dims: dict[str, int], text_key: str | None = None) -> str:
     """The modality key a unimodal model uses: ``text`` -> ``text_key`` or the text-like key;
     ``visual``/``vision`` -> ``vision``; otherwise the name itself."""
@@ -216,17 +211,14 @@ def build_model(name: str, dims: dict[str, int], config: ModelConfig | None = No
                 label_scheme: LabelScheme | None = None) -> MultimodalModel:
     """A registered model (see ``MODEL_NAMES``) for modalities ``dims``; unimodal names keep only
     their modality, fusions use every modality in ``dims``."""
-    if name not in MODEL_REGISTRY:
-        raise KeyError(f"unknown model {name!r}; known: {', '.join(MODEL_REGISTRY)}")
+    recipe = model_recipe(name)
     config = copy.deepcopy(config) if config is not None else ModelConfig()
     if label_scheme is not None:
         config.head = replace(head_spec_for(label_scheme), hidden=config.head.hidden)
-    recipe = MODEL_REGISTRY[name]
     if recipe.modality is not None:
         m = resolve_modality(recipe.modality, dims, config.text_key)
         dims = {m: dims[m]}
-    return MultimodalModel(dict(dims), recipe.fusion, config, dict(recipe.fusion_kwargs), name=name,
-                           label_scheme=label_scheme)
+    return MultimodalModel(dict(dims), name, config, name=name, label_scheme=label_scheme)
 
 
 def dataset_dims(ds: "MultimodalDataset", modalities=None) -> dict[str, int]:
@@ -237,16 +229,17 @@ def dataset_dims(ds: "MultimodalDataset", modalities=None) -> dict[str, int]:
 def build_model_for(name: str, ds: "MultimodalDataset", config: ModelConfig | None = None,
                     modalities=None) -> MultimodalModel:
     """:func:`build_model` with the dims, head and label scheme of ``ds``; utterance-level
-    modalities get an MLP encoder unless ``config.encoders`` names one, and AdaMML uses one window
-    when every modality is utterance-level."""
+    modalities get an MLP encoder unless ``config.encoders`` names one, and the fusion adapts its
+    settings to the levels (``Fusion.config_for_levels``: AdaMML uses one window when every modality
+    is utterance-level)."""
+    recipe = model_recipe(name)
     config = copy.deepcopy(config) if config is not None else ModelConfig()
     dims = dataset_dims(ds, modalities)
     levels = {m: ds.meta.modalities[m].level for m in dims}
     for m, level in levels.items():
         if level == "utterance" and m not in config.encoders:
             config.encoders[m] = EncoderConfig(kind="mlp")
-    if all(level == "utterance" for level in levels.values()):
-        config.fusion = replace(config.fusion, windows=1)
+    config.fusion = recipe.fusion.config_for_levels(recipe.config(config.fusion, name), levels)
     model = build_model(name, dims, config, label_scheme=ds.meta.labels)
     for m, encoder in model.encoders.items():
         if isinstance(encoder, PretrainedTopEncoder):

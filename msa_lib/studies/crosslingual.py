@@ -41,7 +41,6 @@ text encoder itself fine-tuned on Chinese review data, or a stronger multilingua
 from __future__ import annotations
 
 import copy
-import math
 import time
 from dataclasses import dataclass, field, replace
 from typing import Sequence
@@ -53,13 +52,13 @@ import torch
 from msa_lib.data.labels import LabelScheme
 from msa_lib.data.sampling import cap_splits, stratified_sample
 from msa_lib.data.splits import group_validation_split
-from msa_lib.data.torch_data import Standardizer, batch_to
+from msa_lib.data.torch_data import Standardizer
 from msa_lib.evaluate.metrics import best_threshold_accuracy, binary_metrics, roc_auc
 from msa_lib.data.schema import ModalitySpec, MultimodalDataset, concat
 from msa_lib.extract.text_features import TextFeatureConfig, add_text_features
 from msa_lib.models.encoders import EncoderConfig
 from msa_lib.models.multimodal import ModelConfig, MultimodalModel, build_model_for
-from msa_lib.train.trainer import TrainingError, make_loader, param_groups, predict
+from msa_lib.train.trainer import TrainConfig, fit, make_loader, predict
 from msa_lib.core.utils import get_logger, set_seed
 from msa_lib.studies.fewshot import few_shot_training_set
 from msa_lib.train.contrastive import CrossLingualObjective, NCEConfig
@@ -203,40 +202,46 @@ def prepare(source: MultimodalDataset, target: MultimodalDataset, cfg: DataConfi
 
 
 # ---------------------------------------------------------------------------------------------- model
+# The source model's training settings: the shared TrainConfig with this study's values. Model selection
+# runs on the SOURCE validation split (no target labels in zero-shot): "valid_text_acc2" scores the model with
+# text-only input -- the condition of the Chinese reviews -- because MOSI's shipped visual features were
+# produced by a network trained on the train videos and score ~95 % on any train-derived validation split.
+SOURCE_TRAINING = TrainConfig(lr=3e-4, weight_decay=1e-2, batch_size=32, dropout=0.3, max_epochs=30, patience=8,
+                              grad_clip=1.0, monitor="valid_text_acc2", device="cpu", progress=False)
+
+
 @dataclass
 class ExperimentConfig:
-    """One training run. ``nce`` sets the task/augmentation/contrastive weights (see :class:`NCEConfig`)."""
+    """One training run: ``nce`` sets the task/augmentation/contrastive weights (see :class:`NCEConfig`),
+    ``train`` the shared training settings (monitor ``valid_text_acc2`` or ``valid_acc2``, all modalities);
+    the rest is how this study builds its model (see :func:`build_crosslingual_model`)."""
 
     nce: NCEConfig = field(default_factory=NCEConfig)
+    train: TrainConfig = field(default_factory=lambda: replace(SOURCE_TRAINING))
     fusion: str = "early_concat"
     hidden: int = 128
-    dropout: float = 0.3
     modality_dropout: float = 0.5
-    lr: float = 3e-4
-    weight_decay: float = 1e-2
-    batch_size: int = 32
-    max_epochs: int = 30
-    patience: int = 8
-    grad_clip: float = 1.0
-    # on the SOURCE validation split (no target labels in zero-shot): "valid_text_acc2" scores the model with
-    # text-only input — the condition of the Chinese reviews — because MOSI's shipped visual features were
-    # produced by a network trained on the train videos and score ~95 % on any train-derived validation split
-    monitor: str = "valid_text_acc2"  # or "valid_acc2" (all modalities)
     text_lr_scale: float = 0.1  # text_input "tokens": pretrained top layers at lr x this
-    seed: int = 0
-    device: str = "cpu"
+
+    @property
+    def seed(self) -> int:
+        return self.train.seed
+
+    def with_training(self, **changes) -> "ExperimentConfig":
+        """A copy with ``changes`` applied to the training settings (e.g. ``seed=1``, ``max_epochs=5``)."""
+        return replace(self, train=replace(self.train, **changes))
 
 
 def build_crosslingual_model(ds: MultimodalDataset, cfg: ExperimentConfig, text_input: str = "pooled") -> MultimodalModel:
-    set_seed(cfg.seed)
+    set_seed(cfg.train.seed)
     if text_input == "tokens":
         text_enc = EncoderConfig(kind="pretrained_top", lr_scale=cfg.text_lr_scale)
     else:
         text_enc = EncoderConfig(kind="mlp", hidden=cfg.hidden, layers=1)
-    mcfg = ModelConfig(dropout=cfg.dropout, encoders={TEXT: text_enc, "audio": EncoderConfig(kind="mlp", hidden=64, layers=1),
+    mcfg = ModelConfig(dropout=cfg.train.dropout, encoders={TEXT: text_enc, "audio": EncoderConfig(kind="mlp", hidden=64, layers=1),
                                                        "vision": EncoderConfig(kind="mlp", hidden=64, layers=1)},
                        modality_dropout=cfg.modality_dropout)
-    mcfg.fusion = replace(mcfg.fusion, dim=cfg.hidden)
+    mcfg.fusion = {"dim": cfg.hidden}
     return build_model_for(cfg.fusion, ds, mcfg, modalities=list(MODALITIES))
 
 
@@ -251,7 +256,8 @@ class FitResult:
 
 def _loader(ds, cfg: ExperimentConfig, shuffle: bool, with_translation: bool, seed: int = 0):
     mods = list(MODALITIES) + ([TRANSLATION] if with_translation and TRANSLATION in ds.features else [])
-    return make_loader(ds, mods, cfg.batch_size if shuffle else 2 * cfg.batch_size, shuffle=shuffle, seed=seed)
+    batch_size = cfg.train.batch_size
+    return make_loader(ds, mods, batch_size if shuffle else 2 * batch_size, shuffle=shuffle, seed=seed)
 
 
 def text_only(ds: MultimodalDataset) -> MultimodalDataset:
@@ -262,58 +268,36 @@ def text_only(ds: MultimodalDataset) -> MultimodalDataset:
     return out
 
 
-def _accuracy(model, ds, scheme, cfg) -> float:
-    frame = predict(model, _loader(ds, cfg, False, False), scheme)
-    return float((frame["pred"] == frame["label"]).mean()) if len(frame) else float("nan")
+def _text_only_accuracy(valid: MultimodalDataset, cfg: ExperimentConfig, scheme: LabelScheme):
+    """Validator: accuracy on ``valid`` with text-only input (the target's condition)."""
+    loader = _loader(text_only(valid), cfg, False, False)
+
+    def validator(model) -> dict:
+        frame = predict(model, loader, scheme)
+        return {"valid_text_acc2": float((frame["pred"] == frame["label"]).mean()) if len(frame) else float("nan")}
+
+    return validator
 
 
 def fit_crosslingual(model: MultimodalModel, train: MultimodalDataset, valid: MultimodalDataset | None,
                      cfg: ExperimentConfig, scheme: LabelScheme, objective: CrossLingualObjective | None = None,
                      max_epochs: int | None = None) -> FitResult:
-    """AdamW + cosine schedule on task + NCE losses; early stopping on ``cfg.monitor`` of ``valid`` (the
-    source validation split) when given, else the last epoch is kept."""
+    """Train through :func:`msa_lib.train.trainer.fit` on the cross-lingual objective (task + NCE losses);
+    early stopping on ``cfg.train.monitor`` of ``valid`` (the source validation split) when given, else the
+    last epoch is kept."""
     start = time.perf_counter()
-    set_seed(cfg.seed)
+    set_seed(cfg.train.seed)  # before the objective: its projection heads are initialised from this stream
     objective = objective or CrossLingualObjective(model, cfg.nce)
-    epochs = max_epochs or cfg.max_epochs
-    params = param_groups(model, cfg.lr) + [{"params": list(objective.parameters()), "lr": cfg.lr}]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
-    loader = _loader(train, cfg, True, objective.needs_translation, seed=cfg.seed)
-    history, best, best_state, stale = [], -math.inf, None, 0
-    for epoch in range(epochs):
-        model.train()
-        objective.train()
-        sums: dict[str, float] = {}
-        n = 0
-        for batch in loader:
-            batch = batch_to(batch, torch.device(cfg.device))
-            optimizer.zero_grad(set_to_none=True)
-            parts = objective(model, batch, scheme)
-            if not torch.isfinite(parts.total):
-                raise TrainingError(f"non-finite loss {float(parts.total)} ({parts.parts})")
-            parts.total.backward()
-            torch.nn.utils.clip_grad_norm_([p for g in params for p in g["params"]], cfg.grad_clip)
-            optimizer.step()
-            for k, v in {"loss": float(parts.total.detach()), **parts.parts}.items():
-                sums[k] = sums.get(k, 0.0) + v
-            n += 1
-        scheduler.step()
-        row = {"epoch": epoch, **{k: v / max(n, 1) for k, v in sums.items()}}
-        if valid is not None and len(valid):
-            row["valid_acc2"] = _accuracy(model, valid, scheme, cfg)
-            row["valid_text_acc2"] = _accuracy(model, text_only(valid), scheme, cfg)
-        history.append(row)
-        score = row.get(cfg.monitor, epoch)
-        if valid is None or score > best:
-            best, best_state, best_epoch, stale = score, copy.deepcopy(model.state_dict()), epoch, 0
-        else:
-            stale += 1
-            if stale >= cfg.patience:
-                break
-    model.load_state_dict(best_state)
+    epochs = max_epochs or cfg.train.max_epochs
+    loader = _loader(train, cfg, True, objective.needs_translation, seed=cfg.train.seed)
+    valid_loader, validators, monitor = None, [], "epoch"
+    if valid is not None and len(valid):
+        valid_loader = _loader(valid, cfg, False, False)
+        validators, monitor = [_text_only_accuracy(valid, cfg, scheme)], cfg.train.monitor
+    train_cfg = replace(cfg.train, max_epochs=epochs, monitor=monitor, seed=None, min_delta=0.0, eval_every=1)
+    result = fit(model, loader, valid_loader, train_cfg, scheme, objective=objective, validators=validators)
     model.eval()
-    return FitResult(model, objective, pd.DataFrame(history), best_epoch, time.perf_counter() - start)
+    return FitResult(model, objective, result.history, result.best_epoch, time.perf_counter() - start)
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
@@ -403,7 +387,7 @@ def run_zero_shot(setting: str, nce: NCEConfig, source: MultimodalDataset, targe
                   base: ExperimentConfig | None = None, text_input: str = "pooled") -> tuple[list[dict], FitResult]:
     """Train on the source (+ translations) with ``nce``, select on the source validation split, and
     evaluate on the source and target test splits. Returns result rows and the fit."""
-    cfg = replace(base or ExperimentConfig(), nce=nce, seed=seed)
+    cfg = replace(base or ExperimentConfig(), nce=nce).with_training(seed=seed)
     model = build_crosslingual_model(source, cfg, text_input)
     fit = fit_crosslingual(model, source.get_split("train"), source.get_split("valid"), cfg, source.meta.labels)
     rows = [{"setting": setting, "seed": seed, **r, "best_epoch": fit.best_epoch, "seconds": fit.seconds}
@@ -421,13 +405,13 @@ def run_few_shot(source_fit: FitResult, source: MultimodalDataset, target: Multi
     sample so that it is about as large as the source train split (at most 20 times), otherwise a 1 % sample
     would be a few dozen rows among 1,400 source rows.
 
-    The continued training runs at ``base.lr * lr_scale``, as fine-tuning usually does: at the full source
+    The continued training runs at ``base.train.lr * lr_scale``, as fine-tuning usually does: at the full source
     learning rate and without early stopping the model drifts towards MOSI's shipped visual features, which
     were made by a network trained on the MOSI train videos and do not carry over to test, so MOSI test
     accuracy fell even with no target data at all (k = 0)."""
     if lr_scale <= 0:
         raise ValueError(f"lr_scale must be > 0, got {lr_scale}")
-    cfg = replace(base, seed=seed, lr=base.lr * lr_scale)
+    cfg = base.with_training(seed=seed, lr=base.train.lr * lr_scale)
     if repeat_target is None:
         n_sample = len(few_shot_training_set(source, target, k_percent, seed, "target_only")) if k_percent > 0 else 0
         n_source = int((source.split == "train").sum())

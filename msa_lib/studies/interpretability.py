@@ -21,7 +21,8 @@ from typing import Sequence
 import numpy as np
 
 from msa_lib.data import sources
-from msa_lib.data.sampling import cap_splits
+from msa_lib.data.sampling import cap_splits, stratified_clip_subset
+from msa_lib.data.sources import ravdess_clip_key
 from msa_lib.data.splits import group_validation_split
 from msa_lib.data.torch_data import Standardizer
 from msa_lib.data.schema import DatasetMeta, ModalitySpec, MultimodalDataset
@@ -65,11 +66,6 @@ def mosi_model_config(modality_dropout: float = 0.2, dropout: float = 0.2, text_
 
 
 # ---------------------------------------------------------------------------------------------- RAVDESS
-def ravdess_clip_key(stem: str) -> str:
-    """Emotion, intensity, statement, repetition and actor: the same performance in every modality file."""
-    return "-".join(stem.split("-")[2:])
-
-
 def pool_frames(seq: np.ndarray, factor: int) -> np.ndarray:
     """Average consecutive blocks of ``factor`` frames (NaN rows ignored; an all-NaN block stays NaN)."""
     if factor <= 1 or len(seq) == 0:
@@ -84,19 +80,6 @@ def pool_frames(seq: np.ndarray, factor: int) -> np.ndarray:
     return np.where(count > 0, total / np.maximum(count, 1), np.nan).astype(np.float32)
 
 
-def ravdess_subset(recordings, per_actor: int | None, seed: int = 0):
-    """At most ``per_actor`` recordings per actor, spread over the emotions (all when None)."""
-    if not per_actor:
-        return recordings.reset_index(drop=True)
-    rng = np.random.default_rng(seed)
-    rows = []
-    for _, part in recordings.groupby("actor"):
-        order = part.sample(frac=1.0, random_state=int(rng.integers(1 << 31)))
-        order = order.assign(rank=order.groupby("emotion").cumcount()).sort_values(["rank", "emotion"])
-        rows.append(order.head(per_actor))
-    return __import__("pandas").concat(rows).drop(columns="rank").sort_values("path").reset_index(drop=True)
-
-
 def ravdess_dataset(per_actor: int | None = None, pool: int = 4, seed: int = 0, valid_fraction: float = 0.2,
                     progress: bool = True) -> tuple[MultimodalDataset, Standardizer]:
     """RAVDESS speech, and the standardiser fitted on its training split. ``text`` (statement tokens, e5 last layer), ``audio`` (43 prosodic features at
@@ -105,7 +88,9 @@ def ravdess_dataset(per_actor: int | None = None, pool: int = 4, seed: int = 0, 
     from msa_lib.extract.pipeline import ExtractConfig, extract
     from msa_lib.extract.text import TextEncoder, TextEncoderConfig
 
-    rec = ravdess_subset(sources.ravdess_recordings(), per_actor, seed)
+    rec = sources.ravdess_recordings().sort_values("path").reset_index(drop=True)
+    if per_actor:  # a few recordings of every actor, the emotions rotating over actors (smoke runs)
+        rec = rec.iloc[stratified_clip_subset(rec, n_per_actor=per_actor, seed=seed)].reset_index(drop=True)
     cfg = ExtractConfig(modalities=("audio",), audio_features=("prosody",))
     audio_ds = extract(rec["path"].tolist(), cfg, progress=progress, name="ravdess_speech")
     by_path = {e["path"]: seq for seq, e in zip(audio_ds.features["audio"], audio_ds.extra)}
@@ -156,7 +141,7 @@ def ravdess_model_config(modality_dropout: float = 0.2, dropout: float = 0.3, wi
                        encoders={"text": EncoderConfig(kind="transformer", hidden=64, layers=1, heads=4),
                                  "audio": EncoderConfig(kind="transformer", hidden=64, layers=2, heads=4),
                                  "vision": EncoderConfig(kind="mlp", hidden=64, layers=1)},
-                       fusion=FusionConfig(dim=64, heads=4, mult_dim=32, windows=windows))
+                       fusion={"dim": 64, "heads": 4, "mult": {"width": 32}, "adamml": {"windows": windows}})
 
 
 # ---------------------------------------------------------------------------------------------- demo clips

@@ -32,7 +32,7 @@ from msa_lib.evaluate.metrics import confusion
 from msa_lib.data.schema import ModalitySpec, MultimodalDataset
 from msa_lib.extract.text_features import MOSI_TEXT, ZH_TEXT, TextFeatureConfig, add_text_features
 from msa_lib.models.encoders import EncoderConfig
-from msa_lib.models.multimodal import ModelConfig
+from msa_lib.models.multimodal import MODEL_REGISTRY, ModelConfig
 from msa_lib.core.paths import cache_dir
 from msa_lib.core.utils import get_logger, set_seed
 from msa_lib.train.trainer import TrainConfig, evaluate, make_loader, predict, train_model
@@ -40,19 +40,12 @@ from msa_lib.train.trainer import TrainConfig, evaluate, make_loader, predict, t
 log = get_logger("recipes")
 
 MOSI_TRIMODAL = ("text", "text_context", "audio", "vision")
-# which inputs each named model sees on MOSI ("trimodal" = text with its context, audio, vision)
+MOSI_UNIMODAL_INPUTS = {"text": ("text", "text_context"), "audio": ("audio",), "vision": ("vision",)}
+# which inputs each registered model sees on MOSI: a unimodal baseline its modality's, every fusion the
+# "trimodal" inputs (text with its context, audio, vision)
 MOSI_MODEL_INPUTS: dict[str, tuple[str, ...]] = {
-    "text_only": ("text", "text_context"),
-    "audio_only": ("audio",),
-    "visual_only": ("vision",),
-    "late_vote": MOSI_TRIMODAL,
-    "late_avg": MOSI_TRIMODAL,
-    "early_concat": MOSI_TRIMODAL,
-    "modality_attention": MOSI_TRIMODAL,
-    "cross_attention": MOSI_TRIMODAL,
-    "mult": MOSI_TRIMODAL,
-    "adamml": MOSI_TRIMODAL,
-}
+    name: MOSI_UNIMODAL_INPUTS[recipe.modality] if recipe.modality else MOSI_TRIMODAL
+    for name, recipe in MODEL_REGISTRY.items()}
 
 
 def prepare_mosi(text: TextFeatureConfig | None = MOSI_TEXT, split_seed: int = 0,

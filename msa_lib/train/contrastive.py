@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from msa_lib.models.encoders import EncodedModality
 from msa_lib.models.heads import HeadOutput, LossConfig, LossParts, compute_loss
+from msa_lib.train.objectives import Objective
 
 CONDITIONS = ("none", "audio", "vision", "both")
 NEGATIVES = ("same_condition", "in_batch")
@@ -138,7 +139,7 @@ def _index_encoded(e: EncodedModality, idx: Tensor) -> EncodedModality:
                            None if e.inputs is None else e.inputs[idx], {})
 
 
-class CrossLingualObjective(nn.Module):
+class CrossLingualObjective(Objective):
     """Task loss + translation augmentation + cross-lingual NCE + inter-modal NCE for one model.
 
     >>> objective = CrossLingualObjective(model, NCEConfig(cross_lingual_weight=0.5, condition="both"))

@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import copy
 import math
+import os
+import random
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
@@ -34,6 +37,7 @@ from msa_lib.data.labels import LabelScheme
 from msa_lib.data.torch_data import MultimodalTorchDataset, batch_to, collate
 from msa_lib.evaluate.metrics import binary_metrics, classification_metrics, regression_metrics
 from msa_lib.models.heads import LossConfig, compute_loss
+from msa_lib.train.objectives import Objective, SupervisedObjective
 from msa_lib.models.multimodal import ModelConfig, ModelOutput, MultimodalModel, build_model_for
 from msa_lib.core.utils import get_logger, resolve_device, set_seed
 
@@ -51,11 +55,13 @@ class TrainConfig:
     dropout: float = 0.3  # used when the trainer builds the model (train_model)
     weight_decay: float = 1e-2
     max_epochs: int = 20
-    patience: int = 10
+    patience: int = 10  # epochs since the best validation before stopping
     grad_clip: float | None = 1.0  # max gradient norm; None disables clipping
-    seed: int = 0
+    seed: int | None = 0  # None: keep the caller's RNG stream (it seeded before building the model / objective)
     device: str = "auto"
-    monitor: str = "valid_loss"  # any history column, e.g. "valid_acc2", "valid_f1_macro", "valid_mae"
+    lr_schedule: str = "cosine"  # "cosine" (annealed over max_epochs) or "constant"
+    eval_every: int = 1  # validate every k epochs (and after the last)
+    monitor: str = "valid_loss"  # any history column, e.g. "valid_acc2", "valid_mae"; "epoch" keeps the last epoch
     mode: str | None = None  # "min" or "max"; None: "min" for losses and errors, else "max"
     min_delta: float = 0.0
     num_workers: int = 0
@@ -94,6 +100,8 @@ class StepStats:
     grad_norm: float  # total norm before clipping
     grad_norm_clipped: float  # total norm after clipping (what the optimiser used)
     output: ModelOutput | None = None
+    parts: dict = field(default_factory=dict)  # named loss terms of the objective
+    batch: object = None  # the batch on the model's device
 
 
 # ---------------------------------------------------------------------------------------------- loaders
@@ -122,26 +130,30 @@ def _device_of(model) -> torch.device:
 
 
 # ---------------------------------------------------------------------------------------------- one step
-def training_step(model, batch: dict, optimizer: torch.optim.Optimizer, label_scheme: LabelScheme,
-                  config: TrainConfig | None = None) -> StepStats:
-    """Forward, loss, backward, gradient clipping (max-norm ``grad_clip``), optimiser step."""
+def training_step(model, batch, optimizer: torch.optim.Optimizer, label_scheme: LabelScheme | None,
+                  config: TrainConfig | None = None, objective: Objective | None = None,
+                  clip_params: Sequence[torch.nn.Parameter] | None = None) -> StepStats:
+    """Forward, loss (``objective``, default the supervised head loss), backward, gradient clipping
+    (max-norm ``grad_clip`` over ``clip_params``, default the model's parameters), optimiser step."""
     config = config or TrainConfig()
+    objective = objective if objective is not None else SupervisedObjective(config.loss)
     model.train()
-    batch = batch_to(batch, _device_of(model))
+    objective.train()
+    batch = objective.move(batch, _device_of(model))
     optimizer.zero_grad(set_to_none=True)
-    output = model(batch)
-    loss = compute_loss(output, batch, label_scheme, config.loss)
+    loss = objective(model, batch, label_scheme)
     if not torch.isfinite(loss.total):
         raise TrainingError(f"non-finite training loss ({float(loss.total)}); parts: {loss.parts}")
     loss.total.backward()
-    params = [p for p in model.parameters() if p.grad is not None]
+    candidates = clip_params if clip_params is not None else list(model.parameters())
+    params = [p for p in candidates if p.grad is not None]
     if config.grad_clip is not None:
         pre = float(torch.nn.utils.clip_grad_norm_(params, config.grad_clip))
         post = _grad_norm(params)
     else:
         pre = post = _grad_norm(params)
     optimizer.step()
-    return StepStats(float(loss.total.detach()), pre, post, output)
+    return StepStats(float(loss.total.detach()), pre, post, getattr(loss, "output", None), dict(loss.parts), batch)
 
 
 # ---------------------------------------------------------------------------------------------- predictions
@@ -265,61 +277,124 @@ def param_groups(model: torch.nn.Module, lr: float) -> list[dict]:
     return ([{"params": rest, "lr": lr}] if rest else []) + scaled
 
 
+Validator = Callable[[torch.nn.Module], dict]
+
+
+def _has_monitor_source(config: TrainConfig, valid_loader, validators) -> bool:
+    return not config.monitor.startswith("valid") or valid_loader is not None or bool(validators)
+
+
 def fit(model, train_loader, valid_loader=None, config: TrainConfig | None = None,
         label_scheme: LabelScheme | None = None,
-        callbacks: Iterable[Callable[[int, torch.nn.Module, dict], None]] = ()) -> TrainResult:
-    """Train ``model``; ``callbacks(epoch, model, history_row)`` run after every epoch."""
+        callbacks: Iterable[Callable[[int, torch.nn.Module, dict], None]] = (),
+        objective: Objective | None = None, validators: Sequence[Validator] = (),
+        checkpoint: str | os.PathLike | None = None, resume: bool = False) -> TrainResult:
+    """Train ``model`` on ``objective`` (default: the supervised loss of the model's head).
+
+    The one training loop of the library: AdamW over the model's (and the objective's) parameters,
+    cosine annealing (or a constant rate), gradient clipping, validation every ``eval_every`` epochs,
+    early stopping on ``config.monitor`` and a deep copy of the best state dict, loaded back at the end.
+
+    ``validators`` are extra ``model -> {column: value}`` functions run at every validation (e.g. the
+    cross-lingual study's text-only accuracy); their columns can be monitored. ``monitor="epoch"``
+    keeps the last epoch (no validation data). ``callbacks(epoch, model, history_row)`` run after
+    every epoch. ``label_scheme`` may be None for objectives whose outputs are not sentiment heads
+    (then no train / valid metrics are derived from predictions).
+
+    ``checkpoint``: a file rewritten (atomically) after every epoch with everything needed to continue
+    exactly where training stopped -- weights, optimiser and schedule, the best state so far, history,
+    and the random number generators (global and the train loader's). ``resume=True`` continues from
+    it when it exists: an interrupted run (Ctrl-C) resumed this way ends with the same weights as an
+    uninterrupted one."""
     config = config or TrainConfig()
-    scheme = _scheme(model, label_scheme)
-    set_seed(config.seed)
+    objective = objective if objective is not None else SupervisedObjective(config.loss)
+    scheme = label_scheme or getattr(model, "label_scheme", None)
+    if scheme is None and isinstance(objective, SupervisedObjective):
+        raise TrainingError("no label scheme: pass label_scheme= or build the model with build_model_for / label_scheme=")
+    if config.seed is not None:
+        set_seed(config.seed)
     device = resolve_device(config.device)
     model.to(device)
-    if valid_loader is None and config.monitor.startswith("valid"):
-        raise TrainingError(f"monitor {config.monitor!r} needs a validation loader")
+    objective.to(device)
+    if not _has_monitor_source(config, valid_loader, validators):
+        raise TrainingError(f"monitor {config.monitor!r} needs a validation loader or validators")
+    if config.eval_every < 1:
+        raise TrainingError(f"eval_every must be >= 1, got {config.eval_every}")
     mode = config.monitor_mode()
     better = (lambda a, b: a < b - config.min_delta) if mode == "min" else (lambda a, b: a > b + config.min_delta)
-    optimizer = torch.optim.AdamW(param_groups(model, config.lr), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, config.max_epochs))
-    history, best_state, best_score, best_epoch, stale, stopped = [], None, math.nan, -1, 0, False
-    bar = tqdm(range(config.max_epochs), desc=getattr(model, "name", "train"), disable=not config.progress, leave=False)
+    groups = param_groups(model, config.lr) + objective.param_groups(config.lr)
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+    if config.lr_schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, config.max_epochs))
+    elif config.lr_schedule == "constant":
+        scheduler = None
+    else:
+        raise TrainingError(f"lr_schedule must be 'cosine' or 'constant', got {config.lr_schedule!r}")
+    clip_params = [p for p in model.parameters() if p.requires_grad] + objective.trainable_parameters()
+    history, best_state, best_score, best_epoch, stopped = [], None, math.nan, -1, False
+    start_epoch = 0
+    if resume and checkpoint is not None and Path(checkpoint).is_file():
+        state = load_checkpoint(checkpoint, model, objective, optimizer, scheduler, train_loader)
+        history, best_state, best_score, best_epoch = state["history"], state["best_state"], state["best_score"], state["best_epoch"]
+        stopped, start_epoch = state["stopped"], state["epoch"] + 1
+        log.info("resuming %s from epoch %d (%s)", getattr(model, "name", "model"), start_epoch, checkpoint)
+    bar = tqdm(range(start_epoch, 0 if stopped else config.max_epochs), desc=getattr(model, "name", "train"),
+               disable=not config.progress or None, leave=False)
     for epoch in bar:
         t0 = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
-        losses, norms, parts = [], [], []
+        losses, norms, parts, loss_parts = [], [], [], {}
         for batch in train_loader:
-            stats = training_step(model, batch, optimizer, scheme, config)
+            stats = training_step(model, batch, optimizer, scheme, config, objective, clip_params)
             losses.append(stats.loss)
             norms.append(stats.grad_norm)
-            parts.append(output_rows(stats.output, batch, scheme))
+            for k, v in stats.parts.items():
+                loss_parts[k] = loss_parts.get(k, 0.0) + v
+            if scheme is not None and isinstance(stats.output, ModelOutput):
+                parts.append(output_rows(stats.output, stats.batch, scheme))
         if not losses:
             raise TrainingError("the training loader is empty")
-        scheduler.step()
+        if scheduler is not None:
+            scheduler.step()
         if hasattr(model, "on_epoch_end"):
             model.on_epoch_end()
         t_train = time.perf_counter() - t0
         # train metrics come from the training passes themselves (dropout on): cheap, slightly pessimistic
         row = {"epoch": epoch, "lr": lr, "train_loss": float(np.mean(losses)),
-               **{f"train_{k}": v for k, v in metrics_from_predictions(_frame(parts), scheme).items() if k != "n"},
+               **{f"train_loss_{k}": v / len(losses) for k, v in loss_parts.items()},
+               **({f"train_{k}": v for k, v in metrics_from_predictions(_frame(parts), scheme).items() if k != "n"}
+                  if parts else {}),
                "grad_norm_mean": float(np.mean(norms)), "grad_norm_max": float(np.max(norms))}
         t1 = time.perf_counter()
-        if valid_loader is not None:
+        validate = (epoch + 1) % config.eval_every == 0 or epoch == config.max_epochs - 1
+        if validate and valid_loader is not None:
             frame, vloss = _run(model, valid_loader, scheme, config.loss)
             row["valid_loss"] = vloss
             row.update({f"valid_{k}": v for k, v in metrics_from_predictions(frame, scheme).items() if k != "n"})
+        if validate and validators:
+            model.eval()
+            objective.eval()
+            with torch.no_grad():
+                for validator in validators:
+                    row.update(validator(model))
         row["seconds_train"], row["seconds_valid"] = t_train, time.perf_counter() - t1
         history.append(row)
-        if config.monitor not in row:
-            raise TrainingError(f"monitor {config.monitor!r} is not recorded; available: {sorted(row)}")
-        score = float(row[config.monitor])
-        if best_state is None or (math.isfinite(score) and (not math.isfinite(best_score) or better(score, best_score))):
-            best_state, best_score, best_epoch, stale = copy.deepcopy(model.state_dict()), score, epoch, 0
-        else:
-            stale += 1
-        bar.set_postfix(loss=f"{row['train_loss']:.3f}", **{config.monitor: f"{score:.4f}"})
+        if validate or config.monitor == "epoch":
+            if config.monitor not in row:
+                raise TrainingError(f"monitor {config.monitor!r} is not recorded; available: {sorted(row)}")
+            score = float(row[config.monitor])
+            if best_state is None or (math.isfinite(score) and (not math.isfinite(best_score) or better(score, best_score))):
+                best_state, best_score, best_epoch = copy.deepcopy(model.state_dict()), score, epoch
+            elif epoch - best_epoch >= config.patience:
+                stopped = True
+            bar.set_postfix(loss=f"{row['train_loss']:.3f}", **{config.monitor: f"{score:.4f}"})
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, model, objective, optimizer, scheduler, train_loader, epoch=epoch,
+                            history=history, best_state=best_state, best_score=best_score, best_epoch=best_epoch,
+                            stopped=stopped)
         for callback in callbacks:
             callback(epoch, model, row)
-        if stale >= config.patience:
-            stopped = True
+        if stopped:
             break
     model.load_state_dict(best_state)
     frame = pd.DataFrame(history)
@@ -327,24 +402,69 @@ def fit(model, train_loader, valid_loader=None, config: TrainConfig | None = Non
                        float(frame["seconds_train"].mean()), stopped, len(history), str(device))
 
 
+def _loader_generator(loader) -> torch.Generator | None:
+    return getattr(loader, "generator", None)
+
+
+def save_checkpoint(path, model, objective, optimizer, scheduler, train_loader, **progress) -> None:
+    """Everything :func:`fit` needs to continue after ``progress["epoch"]`` (written to a temporary file,
+    then renamed, so an interruption never leaves a half-written checkpoint)."""
+    generator = _loader_generator(train_loader)
+    state = {"model": model.state_dict(), "objective": objective.state_dict(), "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler.state_dict() if scheduler is not None else None,
+             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+                     "loader": generator.get_state() if generator is not None else None},
+             **progress}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path, model, objective, optimizer, scheduler, train_loader) -> dict:
+    """Restore a :func:`save_checkpoint` file into the live objects; returns the progress entries."""
+    try:
+        state = torch.load(path, map_location=_device_of(model), weights_only=False)  # our own file
+        model.load_state_dict(state["model"])
+        objective.load_state_dict(state["objective"])
+        optimizer.load_state_dict(state["optimizer"])
+    except Exception as exc:  # noqa: BLE001 - any damage means the same thing to the user
+        raise TrainingError(f"{path}: not a usable checkpoint of this model ({type(exc).__name__}: {exc}); "
+                            f"delete it to start afresh") from None
+    if scheduler is not None and state.get("scheduler") is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    rng = state["rng"]
+    torch.set_rng_state(rng["torch"])
+    np.random.set_state(rng["numpy"])
+    random.setstate(rng["python"])
+    generator = _loader_generator(train_loader)
+    if generator is not None and rng.get("loader") is not None:
+        generator.set_state(rng["loader"])
+    return state
+
+
 def train_model(name: str, ds, model_config: ModelConfig | None = None, train_config: TrainConfig | None = None,
-                modalities: Sequence[str] | None = None) -> tuple[MultimodalModel, TrainResult]:
+                modalities: Sequence[str] | None = None, checkpoint: str | os.PathLike | None = None,
+                resume: bool = False, callbacks: Iterable[Callable] = ()) -> tuple[MultimodalModel, TrainResult]:
     """Build a registered model for ``ds`` (seeded) and fit it on its train split, validating on
-    its valid split (make one with :func:`msa_lib.data.splits.group_validation_split`)."""
+    its valid split (make one with :func:`msa_lib.data.splits.group_validation_split`); ``checkpoint``
+    / ``resume`` / ``callbacks`` as in :func:`fit`."""
     config = train_config or TrainConfig()
     for split in ("train", "valid"):
         if not (ds.split == split).any():
             raise TrainingError(f"{ds.meta.name}: no '{split}' samples"
                                 + (" (make a validation split with group_validation_split)" if split == "valid" else ""))
     model_config = copy.deepcopy(model_config) if model_config is not None else ModelConfig(dropout=config.dropout)
-    set_seed(config.seed)
+    if config.seed is not None:
+        set_seed(config.seed)
     model = build_model_for(name, ds, model_config, modalities)
     mods = model.modalities
-    train_loader = make_loader(ds.get_split("train"), mods, config.batch_size, shuffle=True, seed=config.seed,
+    train_loader = make_loader(ds.get_split("train"), mods, config.batch_size, shuffle=True, seed=config.seed or 0,
                                max_len=config.max_len, num_workers=config.num_workers)
     valid_loader = make_loader(ds.get_split("valid"), mods, config.eval_batch_size or 2 * config.batch_size,
                                max_len=config.max_len, num_workers=config.num_workers)
-    result = fit(model, train_loader, valid_loader, config, ds.meta.labels)
-    if hasattr(model, "utilization") and model.utilization() is not None:
-        model.fusion.reset_utilization()  # validation passes should not count towards test utilisation
+    result = fit(model, train_loader, valid_loader, config, ds.meta.labels, callbacks=callbacks,
+                 checkpoint=checkpoint, resume=resume)
+    model.reset_state()  # e.g. AdaMML's utilisation counters: validation passes do not count towards test use
     return model, result

@@ -37,8 +37,9 @@ from msa_lib.extract.pipeline import ClipInput, ExtractConfig, extract
 from msa_lib.core.paths import project_path
 from msa_lib.core.plots import results_dir, save_figure
 
-features_out = f"{reports_dir}/features/clips_features.pkl" if smoke else "data/features/clips_features.pkl"
-manifest = sources.read_clip_manifest("data/clips/manifest.csv")
+# the feature file is .npz (arrays + JSON metadata: opening it cannot run code); project paths are explicit
+features_out = project_path(f"{reports_dir}/features/clips_features.npz" if smoke else "data/features/clips_features.npz")
+manifest = sources.read_clip_manifest(project_path("data/clips/manifest.csv"))
 # language "auto" and no transcript: ASR and language detection run; the manifest label is kept
 clips = [ClipInput(row.path, Path(row.path).stem, label=row.label) for row in manifest.itertuples()]
 references = {Path(row.path).stem: row.transcript for row in manifest.itertuples()}

@@ -28,19 +28,20 @@ shared_adaptation = True  # stage 1 once (first seed) for all seeds; False: once
 light_text_encoder = True  # one 128-d layer over the adapted tokens; False: the 256-d / 4-layer default
 mosi_videos = None  # all videos; a number keeps that many per split (smoke runs)
 noise_levels = [0.0, 0.5, 1.0, 2.0, 4.0]
-models = ["text_only", "audio_only", "visual_only", "late_vote", "late_avg", "early_concat",
-          "modality_attention", "cross_attention", "mult", "adamml"]
+models = None  # None: every registered model (msa_lib.models.MODEL_NAMES), or a list of names
 
 # %%
 import pandas as pd
 
 from msa_lib.evaluate.results import ResultsTable
+from msa_lib.models import MODEL_NAMES
 from msa_lib.core.plots import (plot_confusions, plot_gate_usage, plot_metric_bars, results_dir, save_figure)
 from msa_lib.studies.recipes import (ADAPTED_TEXT_ENCODER, MOSI_MODEL_INPUTS, RunOutput, adapt_text_encoder,
                                    confusion_by_model, model_config, prepare_mosi, run_models)
 from msa_lib.train.robustness import plot_robustness, robustness_curves
 from msa_lib.train.trainer import TrainConfig
 
+models = list(models or MODEL_NAMES)
 train = TrainConfig(max_epochs=max_epochs, patience=patience, progress=False)
 config = model_config(text_encoder=ADAPTED_TEXT_ENCODER if light_text_encoder else None)
 mosi = prepare_mosi(max_videos=mosi_videos)

@@ -99,7 +99,7 @@ display(xl.alignment_report({"raw": source_raw, "centred": source}))
 # is an empirical question; both are reported, and neither is chosen on the target test labels.
 
 # %%
-base = xl.ExperimentConfig(max_epochs=max_epochs)
+base = xl.ExperimentConfig().with_training(max_epochs=max_epochs)
 all_settings = xl.nce_settings(nce_weight, inter_weight, temperature)
 table = ResultsTable("cross_lingual", key=("setting", "seed", "eval_set", "prior"), folder=results_dir(reports_dir))
 uncentred_cfg = replace(data_cfg, center_languages=False)

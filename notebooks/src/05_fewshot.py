@@ -54,7 +54,7 @@ print("Chinese training reviews:", int((target.split == "train").sum()),
 # ## Runs
 
 # %%
-base = xl.ExperimentConfig(max_epochs=max_epochs)
+base = xl.ExperimentConfig().with_training(max_epochs=max_epochs)
 nce = xl.nce_settings()[base_setting]
 table = ResultsTable("few_shot", key=("method", "k_percent", "seed", "eval_set"), folder=results_dir(reports_dir))
 for seed in seeds:

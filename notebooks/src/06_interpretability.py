@@ -377,7 +377,7 @@ print("text→audio attention received per frame vs |IG| per frame:",
 # %%
 t0 = time.time()
 ada_model, ada_fit = train_model("adamml", ravdess, setups.ravdess_model_config(), rav_config)
-ada_model.fusion.reset_utilization()
+ada_model.reset_state()  # count the test passes only
 ada_metrics = evaluate(ada_model, rav_loader)
 utilisation = ada_model.utilization(reset=True)
 ids, gates = A.adamml_gates(ada_model, rav_loader)

@@ -14,6 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from msa_lib.models.heads import LossParts
+from msa_lib.train.objectives import Objective
+from msa_lib.train.trainer import TrainConfig, fit
+
 __all__ = ["BinaryHeadConfig", "one_hot", "pos_weights", "train_one_vs_rest", "predict_scores",
            "detection_metrics", "pr_curves"]
 
@@ -64,12 +68,29 @@ def _build(n_in: int, n_out: int, cfg: BinaryHeadConfig):
     return nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(n_in, n_out))
 
 
+class OneVsRestObjective(Objective):
+    """Binary cross-entropy of the K sigmoid outputs on a full batch ``(X, Y)``."""
+
+    def __init__(self, pos_weight=None):
+        super().__init__()
+        import torch
+
+        self.loss = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+
+    def move(self, batch, device):
+        return tuple(t.to(device) for t in batch)
+
+    def forward(self, model, batch, label_scheme=None) -> LossParts:
+        X, Y = batch
+        loss = self.loss(model(X), Y)
+        return LossParts(loss, {"bce": float(loss.detach())}, len(Y))
+
+
 def train_one_vs_rest(X_train: np.ndarray, Y_train: np.ndarray, X_valid: np.ndarray, Y_valid: np.ndarray,
                       config: BinaryHeadConfig | None = None):
-    """Train the K-output BCE head on standardised features; keep the epoch with the best validation
-    mean average precision. Returns ``(model, history)``; the model maps features to logits."""
-    import copy
-
+    """Train the K-output BCE head on standardised features (full batch, constant learning rate, through
+    :func:`msa_lib.train.trainer.fit`); keep the epoch with the best validation mean average precision.
+    Returns ``(model, history)``; the model maps features to logits."""
     import torch
 
     cfg = config or BinaryHeadConfig()
@@ -78,27 +99,18 @@ def train_one_vs_rest(X_train: np.ndarray, Y_train: np.ndarray, X_valid: np.ndar
     Xv = torch.as_tensor(X_valid, dtype=torch.float32)
     model = _build(Xt.shape[1], Yt.shape[1], cfg)
     pw = torch.as_tensor(pos_weights(Y_train), dtype=torch.float32) if cfg.class_weighting else None
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pw)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    best, best_state, best_epoch, history = -np.inf, copy.deepcopy(model.state_dict()), 0, []
-    for epoch in range(1, cfg.max_epochs + 1):
-        model.train()
-        opt.zero_grad()
-        loss = loss_fn(model(Xt), Yt)
-        loss.backward()
-        opt.step()
-        if epoch % cfg.eval_every == 0 or epoch == cfg.max_epochs:
-            model.eval()
-            with torch.no_grad():
-                ap = _mean_ap(Y_valid, torch.sigmoid(model(Xv)).numpy())
-            history.append({"epoch": epoch, "train_loss": float(loss.detach()), "valid_mean_ap": ap})
-            if ap > best:
-                best, best_state, best_epoch = ap, copy.deepcopy(model.state_dict()), epoch
-            elif epoch - best_epoch >= cfg.patience:
-                break
-    model.load_state_dict(best_state)
+
+    def validation_ap(m) -> dict:
+        with torch.no_grad():
+            return {"valid_mean_ap": _mean_ap(Y_valid, torch.sigmoid(m(Xv)).numpy())}
+
+    train = TrainConfig(lr=cfg.lr, weight_decay=cfg.weight_decay, max_epochs=cfg.max_epochs, patience=cfg.patience,
+                        eval_every=cfg.eval_every, grad_clip=None, lr_schedule="constant", seed=None, device="cpu",
+                        monitor="valid_mean_ap", mode="max", progress=False)
+    result = fit(model, [(Xt, Yt)], None, train, objective=OneVsRestObjective(pw), validators=[validation_ap])
     model.eval()
-    return model, pd.DataFrame(history)
+    history = result.history.dropna(subset=["valid_mean_ap"])[["epoch", "train_loss", "valid_mean_ap"]]
+    return model, history.assign(epoch=history["epoch"] + 1).reset_index(drop=True)
 
 
 def predict_scores(model, X: np.ndarray) -> np.ndarray:

@@ -23,7 +23,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from msa_lib.data.sources import RAVDESS_EMOTIONS, RAVDESS_TEST_ACTORS, load_ravdess_au_mfcc, ravdess_recordings
+from msa_lib.data.sources import (RAVDESS_EMOTIONS, RAVDESS_TEST_ACTORS, load_ravdess_au_mfcc, ravdess_clip_key,
+                                  ravdess_recordings)
 from msa_lib.data.splits import assert_disjoint_groups, group_validation_split
 from msa_lib.data.schema import MultimodalDataset
 from msa_lib.data.sampling import stratified_clip_subset
@@ -38,14 +39,6 @@ KEY_FIELDS = ("emotion", "intensity", "statement", "repetition", "actor")
 
 class RavdessJoinError(ValueError):
     """The recordings and the AU table do not match one to one."""
-
-
-def clip_key(stem: str) -> str:
-    """``03-01-05-02-01-01-12`` -> ``05-02-01-01-12`` (emotion-intensity-statement-repetition-actor)."""
-    fields = str(stem).split("-")
-    if len(fields) != 7:
-        raise RavdessJoinError(f"{stem}: not a RAVDESS clip name (expected 7 dash-separated fields)")
-    return "-".join(fields[2:])
 
 
 @dataclass
@@ -79,8 +72,8 @@ def join_recordings_to_aus(recordings: pd.DataFrame, au: MultimodalDataset) -> t
 
     Raises :class:`RavdessJoinError` when a key is duplicated on either side, a recording has no AU row
     (or vice versa), or the emotion in the two names disagrees."""
-    rec_keys = [clip_key(s) for s in recordings["stem"]]
-    au_keys = [clip_key(i) for i in au.ids]
+    rec_keys = [ravdess_clip_key(s) for s in recordings["stem"]]
+    au_keys = [ravdess_clip_key(i) for i in au.ids]
     for side, keys in (("recordings", rec_keys), ("au_mfcc.pkl", au_keys)):
         dup = pd.Series(keys)[pd.Series(keys).duplicated()]
         if len(dup):
@@ -106,7 +99,7 @@ def load_ravdess_branches() -> RavdessBranches:
     recordings = ravdess_recordings().sort_values("stem").reset_index(drop=True)
     au = load_ravdess_au_mfcc()
     index, report = join_recordings_to_aus(recordings, au)
-    table = recordings.assign(key=[clip_key(s) for s in recordings["stem"]], au_id=au.ids[index])
+    table = recordings.assign(key=[ravdess_clip_key(s) for s in recordings["stem"]], au_id=au.ids[index])
     return RavdessBranches(table, au.subset(index), report)
 
 

@@ -7,29 +7,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from msa_lib.core import plots as core_plots
 from msa_lib.data.sources import RAVDESS_EMOTIONS
 
 SHORT = [e[:4] for e in RAVDESS_EMOTIONS]
 
 
 def plot_confusions(matrices: dict[str, np.ndarray], class_names: Sequence[str] = SHORT):
-    """Row-normalised confusion matrices (recall per true class), one panel each; counts summed over seeds."""
-    fig, axes = plt.subplots(1, len(matrices), figsize=(3.6 * len(matrices), 3.6), squeeze=False)
-    for ax, (name, cm) in zip(axes[0], matrices.items()):
-        norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-        ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
-        for i in range(len(cm)):
-            for j in range(len(cm)):
-                ax.text(j, i, f"{100 * norm[i, j]:.0f}", ha="center", va="center", fontsize=7,
-                        color="white" if norm[i, j] > 0.6 else "black")
-        acc = np.trace(cm) / max(cm.sum(), 1)
-        ax.set_title(f"{name}\nacc {100 * acc:.1f} %", fontsize=9)
-        ax.set_xticks(range(len(class_names)), class_names, rotation=60, fontsize=7)
-        ax.set_yticks(range(len(class_names)), class_names, fontsize=7)
-        ax.set_xlabel("predicted")
-    axes[0][0].set_ylabel("true")
-    fig.tight_layout()
-    return fig
+    """Row-normalised confusion matrices in percent with each accuracy; counts summed over seeds."""
+    return core_plots.plot_confusions(matrices, class_names, cols=len(matrices), annotate="percent",
+                                      show_accuracy=True, panel_size=3.6)
 
 
 def plot_fusion_bars(summary: pd.DataFrame, order: Sequence[str], references: dict[str, float] | None = None,

@@ -1,0 +1,287 @@
+"""Fine-grained sentiment on the CMU standard MOSI split (notebook ``09_mosi_standard``).
+
+Protocol ``mosi_standard`` (:mod:`msa_lib.data.protocols`): continuous scores in [-3, 3], train / dev
+(= valid) / test videos of the CMU split. Every model of the zoo trains with the regression head (L1 on
+the score, as MMSA and the seed paper, plus the cross-entropy of the 2/3/5-class heads on the classes
+derived from the score) and is scored with :func:`msa_lib.evaluate.metrics.fine_grained_metrics`.
+
+Inputs are the project's own: e5 text (the two-stage recipe of :mod:`msa_lib.studies.recipes`, stage 1
+fine-tuned here with L1 on the continuous labels) and the shipped openSMILE audio (no labels involved).
+The shipped 3D-CNN video and text-CNN vectors were learned with bc-LSTM train labels and are refused on
+this split; runs that use them anyway (``allow_label_trained_features=True``) carry the marker in the
+``label_trained_features`` column.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from msa_lib.data.protocols import (SHIPPED_FEATURES, check_features_allowed, label_trained_marker, load_mosi_bclstm,
+                                    load_mosi_standard)
+from msa_lib.data.schema import MultimodalDataset
+from msa_lib.data.torch_data import Standardizer
+from msa_lib.evaluate.metrics import FINE_GRAINED_METRICS, confusion_5class, f1_macro, fine_grained_metrics
+from msa_lib.extract.text_features import MOSI_TEXT, TextFeatureConfig, add_text_features
+from msa_lib.models.encoders import EncoderConfig
+from msa_lib.models.heads import LossConfig
+from msa_lib.models.multimodal import ModelConfig, build_model_for
+from msa_lib.core.utils import get_logger
+from msa_lib.studies.recipes import AdaptedText, RunOutput, adapt_text_encoder, model_config, run_models
+from msa_lib.train.trainer import TrainConfig, make_loader, predict
+
+log = get_logger("fine_grained")
+
+STANDARD_TEXT = ("text", "text_context")
+STANDARD_OWN_INPUTS = (*STANDARD_TEXT, "audio")  # text with its context + the label-free openSMILE audio
+STANDARD_WITH_VISION = (*STANDARD_OWN_INPUTS, "vision")  # + the label-trained 3D-CNN (marked rows only)
+UNIMODAL_INPUTS = {"text_only": STANDARD_TEXT, "audio_only": ("audio",), "visual_only": ("vision",)}
+# L1 on the score (MMSA); the class heads' cross-entropy at a small weight keeps the 5-class head usable
+# without pulling the score towards class centres
+REGRESSION_LOSS = LossConfig(regression="l1", class_weight=0.1)
+
+
+def prepare_mosi_standard(text: TextFeatureConfig | None = MOSI_TEXT, shipped: Sequence[str] | None = None,
+                          allow_label_trained_features: bool = False,
+                          max_videos: int | None = None) -> MultimodalDataset:
+    """``mosi_standard`` with e5 text features (states after layer 8, pooled vectors, neighbour context)
+    and the shipped vectors ``shipped`` (default: those the leakage guard allows) standardised with
+    train statistics. ``max_videos`` keeps that many videos per split (smoke runs)."""
+    ds = load_mosi_standard(shipped=shipped, allow_label_trained_features=allow_label_trained_features)
+    if max_videos is not None:
+        keep = np.zeros(len(ds), bool)
+        for split in ("train", "valid", "test"):
+            videos = sorted(set(ds.group[ds.split == split]))[:max_videos]
+            keep |= (ds.split == split) & np.isin(ds.group, videos)
+        ds = ds.subset(keep)
+    if text is not None:
+        ds = add_text_features(ds, text)
+    shipped_here = [m for m in ds.modalities if m in SHIPPED_FEATURES]
+    return Standardizer(modalities=shipped_here).fit_transform(ds) if shipped_here else ds
+
+
+def standard_model_inputs(models: Sequence[str], with_vision: bool = False) -> dict[str, tuple[str, ...]]:
+    """Inputs per named model: unimodal models their one modality (text with its context), fusions the
+    project's own inputs (text + audio), plus the shipped video when ``with_vision``."""
+    fusion_inputs = STANDARD_WITH_VISION if with_vision else STANDARD_OWN_INPUTS
+    return {m: UNIMODAL_INPUTS.get(m, fusion_inputs) for m in models}
+
+
+def fine_grained_row(pred: pd.DataFrame) -> dict[str, float]:
+    """The MMSA metrics of a :func:`~msa_lib.train.trainer.predict` frame (score-based), plus the
+    5-class head's own decision (``acc5_head``, ``f1_macro_5class_head``) when the frame has one."""
+    known = pred[~pred["score"].isna()]
+    row = fine_grained_metrics(known["score"], known["score_pred"])
+    if "pred_5" in known:
+        from msa_lib.data.labels import scores_to_classes
+
+        true5 = scores_to_classes(known["score"].to_numpy(float), 5, "mosi")
+        row["acc5_head"] = float(np.mean(true5 == known["pred_5"].to_numpy(int)))
+        row["f1_macro_5class_head"] = f1_macro(true5, known["pred_5"].to_numpy(int), labels=list(range(5)))
+    return row
+
+
+def run_fine_grained(ds: MultimodalDataset, models: dict[str, Sequence[str]], seed: int,
+                     train: TrainConfig | None = None, config: ModelConfig | None = None, experiment: str = "",
+                     out: RunOutput | None = None, allow_label_trained_features: bool = False) -> RunOutput:
+    """:func:`~msa_lib.studies.recipes.run_models` per model, each row rewritten to the fine-grained
+    metrics and marked with the protocol and the label-trained shipped vectors it used ("" = none).
+    The leakage guard refuses label-trained inputs unless ``allow_label_trained_features``."""
+    out = out or RunOutput()
+    train = replace(train or TrainConfig(), loss=replace((train or TrainConfig()).loss, regression="l1"))
+    for name, inputs in models.items():
+        used = check_features_allowed(ds, inputs, allow_label_trained_features)
+        run_models(ds, {name: inputs}, seed, train, copy.deepcopy(config), experiment=experiment, out=out)
+        row, pred = out.rows[-1], out.predictions[-1]
+        keep = {k: row[k] for k in ("experiment", "model", "seed", "inputs", "best_epoch", "epochs_run",
+                                    "seconds_per_epoch", "train_seconds")}
+        marker = label_trained_marker(used)
+        out.rows[-1] = {**keep, **fine_grained_row(pred), "protocol": ds.meta.extra.get("protocol", ds.meta.name),
+                        "label_trained_features": marker}
+        out.predictions[-1] = pred.assign(experiment=experiment, label_trained_features=marker)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- stage 1
+@dataclass
+class Stage1:
+    """The stage-1 text model of one seed: adapted data for stage 2 and its own test predictions."""
+
+    adapted: AdaptedText
+    predictions: pd.DataFrame
+
+    def result_row(self, seed: int, experiment: str) -> dict:
+        return {"experiment": experiment, "model": "text_only", "seed": seed, "inputs": "text",
+                "best_epoch": self.adapted.best_epoch, **fine_grained_row(self.predictions),
+                "protocol": self.adapted.dataset.meta.extra.get("protocol", ""), "label_trained_features": ""}
+
+
+def adapt_text_regression(ds: MultimodalDataset, seed: int, train: TrainConfig | None = None,
+                          layers: int = 4) -> Stage1:
+    """Stage 1 on ``mosi_standard``: fine-tune the top ``layers`` e5 layers as a text-only regression
+    model (L1, early stopping on the dev videos), then score that model itself on test."""
+    train = train or TrainConfig(max_epochs=6, patience=2, loss=REGRESSION_LOSS)
+    adapted = adapt_text_encoder(ds, seed, train, layers=layers)
+    config = model_config(text_encoder=EncoderConfig(kind="pretrained_top", layers=layers))
+    model = build_model_for("text_only", ds, config, modalities=["text"])
+    model.load_state_dict(adapted.state_dict)
+    pred = predict(model, make_loader(ds.get_split("test"), ["text"], 64), ds.meta.labels)
+    return Stage1(adapted, pred)
+
+
+# ---------------------------------------------------------------------------------------------- references
+def ridge_reference(ds: MultimodalDataset, feature_sets: dict[str, Sequence[str]],
+                    alphas: Sequence[float] = (0.1, 1.0, 10.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0)) -> pd.DataFrame:
+    """scikit-learn ridge regression on mean-pooled features (alpha chosen on the valid videos by MAE,
+    refitted on train, scored on test), plus the train-mean constant: reference rows, not models."""
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    def matrix(part, mods):
+        return np.hstack([np.stack([np.nan_to_num(np.nanmean(a, axis=0)) for a in part.features[m]]) for m in mods])
+
+    train, valid, test = (ds.get_split(s) for s in ("train", "valid", "test"))
+    rows = [{"model": "train mean (constant)", **fine_grained_metrics(test.scores, np.full(len(test), train.scores.mean()))}]
+    for name, mods in feature_sets.items():
+        xtr, xva, xte = (matrix(p, mods) for p in (train, valid, test))
+        fit = lambda a: make_pipeline(StandardScaler(), Ridge(alpha=a)).fit(xtr, train.scores)  # noqa: E731
+        best = min(alphas, key=lambda a: np.mean(np.abs(fit(a).predict(xva) - valid.scores)))
+        rows.append({"model": f"ridge: {name} (alpha={best:g})", **fine_grained_metrics(test.scores, fit(best).predict(xte))})
+    return pd.DataFrame(rows)
+
+
+def leakage_diagnostic(modalities: Sequence[str] = tuple(SHIPPED_FEATURES), folds: int = 5,
+                       c: float = 0.1) -> pd.DataFrame:
+    """How each shipped vector behaves on ``mosi_bclstm``: logistic regression accuracy under
+    video-grouped cross-validation *inside* bc-LSTM train, next to the accuracy on the bc-LSTM test
+    videos of the same classifier fitted on all of train. A vector made by a network that learned the
+    train labels separates train videos it has never been *fitted* on almost perfectly (the extractor
+    saw their labels) but not the unseen test videos; a label-free vector scores alike on both."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GroupKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    ds = load_mosi_bclstm()
+    tr, te = ds.split == "train", ds.split == "test"
+    rows = []
+    for m in modalities:
+        x = np.stack([a[0] for a in ds.features[m]])
+        clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000))
+        cv = cross_val_predict(clf, x[tr], ds.labels[tr], groups=ds.group[tr], cv=GroupKFold(folds))
+        test_acc = float(np.mean(clf.fit(x[tr], ds.labels[tr]).predict(x[te]) == ds.labels[te]))
+        cv_acc = float(np.mean(cv == ds.labels[tr]))
+        rows.append({"feature": m, "extractor": SHIPPED_FEATURES[m].extractor,
+                     "grouped_cv_acc_inside_train": cv_acc, "test_acc": test_acc, "gap": cv_acc - test_acc,
+                     "label_trained": SHIPPED_FEATURES[m].label_trained})
+    return pd.DataFrame(rows)
+
+
+def standard_test_overlap() -> pd.DataFrame:
+    """Where the ``mosi_standard`` videos sit in the bc-LSTM split (the reason for the guard)."""
+    standard, bclstm = load_mosi_standard(shipped=[]), load_mosi_bclstm()
+    where = dict(zip(bclstm.group, bclstm.split))
+    rows = [{"standard_split": s, "bclstm_split": where[v]} for s in ("train", "valid", "test")
+            for v in sorted(set(standard.group[standard.split == s]))]
+    return pd.DataFrame(rows).value_counts().rename("videos").reset_index()
+
+
+# Published MOSI rows (regression, unaligned features, BERT-base text) from thuiar/MMSA
+# results/result-stat.md @ a239548236c7 (MAE and Corr there are x 100); TETFN is not in that file's
+# stored version: its row is the TETFN paper's (Wang et al., Pattern Recognition 2023) as tabulated in
+# mmm587/DEMSA README.md, without Acc-5 / Acc-7.
+MMSA_MOSI_PUBLISHED = pd.DataFrame([
+    {"model": "MulT (MMSA)", "acc2_has0": 79.71, "f1_has0": 79.79, "acc2_non0": 80.98, "f1_non0": 81.0,
+     "acc5": 42.68, "acc7": 36.91, "mae": 0.8799, "corr": 0.7022, "source": "thuiar/MMSA results/result-stat.md"},
+    {"model": "MISA (MMSA)", "acc2_has0": 81.84, "f1_has0": 81.85, "acc2_non0": 83.54, "f1_non0": 83.49,
+     "acc5": 47.08, "acc7": 41.37, "mae": 0.7765, "corr": 0.7781, "source": "thuiar/MMSA results/result-stat.md"},
+    {"model": "Self-MM (MMSA)", "acc2_has0": 83.0, "f1_has0": 83.05, "acc2_non0": 84.82, "f1_non0": 84.81,
+     "acc5": 52.66, "acc7": 46.07, "mae": 0.7244, "corr": 0.7892, "source": "thuiar/MMSA results/result-stat.md"},
+    {"model": "TETFN (paper)", "acc2_has0": 84.05, "f1_has0": 83.83, "acc2_non0": 86.10, "f1_non0": 86.07,
+     "acc5": np.nan, "acc7": np.nan, "mae": 0.717, "corr": 0.800, "source": "TETFN paper via mmm587/DEMSA README.md"},
+])
+# Published mosi_bclstm references (binary accuracy, trimodal, same speaker-independent split)
+BCLSTM_PUBLISHED = pd.DataFrame([
+    {"model": "bc-LSTM (Poria et al., ACL 2017)", "acc2": 80.3},
+    {"model": "MMMU-BA (Ghosal et al., EMNLP 2018)", "acc2": 82.31},
+])
+
+
+def side_by_side(summary: pd.DataFrame, models: Sequence[str] | None = None) -> pd.DataFrame:
+    """Our summary rows (means in %, MAE / r as is) beside :data:`MMSA_MOSI_PUBLISHED`."""
+    cols = ["acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc5", "acc7", "mae", "corr"]
+    ours = summary if models is None else summary[summary["model"].isin(models)]
+    rows = []
+    for _, r in ours.iterrows():
+        label = f"{r['model']} ({r['experiment']})" if "experiment" in r and r["experiment"] else r["model"]
+        row = {"model": label, "source": "this suite, mean of seeds"}
+        for c in cols:
+            mean = r[f"{c}_mean"]
+            row[c] = round(100 * mean, 2) if c not in ("mae", "corr") else round(mean, 4)
+        rows.append(row)
+    return pd.concat([pd.DataFrame(rows), MMSA_MOSI_PUBLISHED[["model", *cols, "source"]]], ignore_index=True)
+
+
+def confusion_5class_by_model(predictions: pd.DataFrame, by: str | Sequence[str] = "model") -> dict[str, np.ndarray]:
+    """5 x 5 confusion matrices of the score's classes (rows true, columns predicted), summed over
+    seeds, per value of ``by`` (column names joined with " · ")."""
+    by = [by] if isinstance(by, str) else list(by)
+    return {" · ".join(map(str, name if isinstance(name, tuple) else (name,))):
+            sum(confusion_5class(p["score"], p["score_pred"]) for _, p in part.groupby("seed"))
+            for name, part in predictions.groupby(by, sort=False)}
+
+
+
+
+# ---------------------------------------------------------------------------------------------- figures
+def plot_fine_grained_summary(summary: pd.DataFrame, label_col: str = "label",
+                              references: dict[str, dict[str, float]] | None = None):
+    """Four panels (Non0 Acc-2 %, Acc-7 %, MAE, Pearson r): mean ± std over seeds per row of a
+    :func:`~msa_lib.evaluate.results.summarize` table; ``references`` draws dashed lines
+    (name -> {metric: value}, accuracies as fractions)."""
+    import matplotlib.pyplot as plt
+
+    panels = [("acc2_non0", "Non0 Acc-2 (%)", 100), ("acc7", "Acc-7 (%)", 100), ("mae", "MAE", 1), ("corr", "Pearson r", 1)]
+    fig, axes = plt.subplots(1, 4, figsize=(max(12, 1.1 * len(summary) + 6), 3.8), sharey=False)
+    names = summary[label_col].astype(str)
+    for ax, (metric, title, scale) in zip(axes, panels):
+        mean, std = scale * summary[f"{metric}_mean"], scale * summary[f"{metric}_std"]
+        ax.barh(names, mean, xerr=std, capsize=2, color="tab:blue", alpha=0.85)
+        for i, (name, ref) in enumerate((references or {}).items()):
+            if metric in ref and np.isfinite(ref[metric]):
+                ax.axvline(scale * ref[metric], ls="--", lw=1, color=f"C{i + 1}", label=name)
+        finite = mean[np.isfinite(mean)]
+        if len(finite):
+            lo, hi = float((finite - std.fillna(0)).min()), float((finite + std.fillna(0)).max())
+            pad = 0.08 * (hi - lo + 1e-6)
+            ax.set_xlim(max(0.0, lo - 4 * pad), hi + pad)
+        ax.set_title(title)
+        ax.invert_yaxis()
+        if ax is not axes[0]:
+            ax.set_yticklabels([])
+    if references:
+        axes[-1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_true_vs_predicted(pred: pd.DataFrame, title: str = ""):
+    """Predicted against true scores (one seed's test set), with the identity line and r / MAE."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.2, 4.0))
+    t, p = pred["score"].to_numpy(float), pred["score_pred"].to_numpy(float)
+    ax.scatter(t, p, s=8, alpha=0.45)
+    ax.plot([-3, 3], [-3, 3], ls="--", lw=1, color="grey")
+    m = fine_grained_metrics(t, p)
+    ax.set_title(f"{title}\nr = {m['corr']:.3f}, MAE = {m['mae']:.3f}", fontsize=9)
+    ax.set_xlabel("true score")
+    ax.set_ylabel("predicted score")
+    ax.set_xlim(-3.2, 3.2)
+    ax.set_ylim(-3.2, 3.2)
+    fig.tight_layout()
+    return fig
