@@ -38,6 +38,11 @@ if ! command -v ffmpeg >/dev/null 2>&1 || ! command -v ffprobe >/dev/null 2>&1; 
   log "ffmpeg missing: installing it with apt"
   apt_install ffmpeg || die "ffmpeg is missing and could not be installed automatically (needs root or sudo and apt). Install it yourself (apt-get install ffmpeg, brew install ffmpeg) and rerun."
 fi
+if ! command -v espeak-ng >/dev/null 2>&1; then
+  # tests only: speech in a third language (French) for the unsupported-language check of msa predict
+  log "espeak-ng missing: installing it with apt (speech synthesis for the language tests)"
+  apt_install espeak-ng || log "espeak-ng could not be installed (apt-get install espeak-ng); the third-language tests will be skipped"
+fi
 if [ "$WITH_BROWSER" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
   log "chromium missing: installing it with apt (browser test only)"
   apt_install chromium || die "chromium is needed for the browser test and could not be installed (apt-get install chromium)."

@@ -18,7 +18,7 @@ def _extract(args) -> int:
     from dataclasses import replace
 
     from msa_lib.data.io import output_lock
-    from msa_lib.extract.asr import ASRConfig
+    from msa_lib.extract.asr import ASRConfig, WhisperEncoderConfig
     from msa_lib.extract.media import MediaConfig
     from msa_lib.extract.pipeline import ExtractConfig, extract
 
@@ -28,6 +28,7 @@ def _extract(args) -> int:
         modalities=tuple(args.modalities.split(",")),
         audio_features=tuple(args.audio_features.split(",")),
         media=replace(MediaConfig(), fps=args.fps),
+        whisper_encoder=replace(WhisperEncoderConfig(), layer=args.whisper_layer),
         asr=ASRConfig(backend=args.asr, model=args.asr_model, language=args.lang),
         workers=args.workers, executor=args.executor, scheduler_address=args.scheduler,
         use_cache=not args.no_cache, label_scale=args.label_scale,
@@ -104,7 +105,7 @@ def _predict(args) -> int:
     if args.json:
         print(json.dumps(results, ensure_ascii=False, indent=2))
     else:
-        print(format_table(results))
+        print(predictor.table(results) if hasattr(predictor, "table") else format_table(results))
     ok = [r for r in results if r.get("status") == "ok"]
     if not ok:
         print(f"msa predict: no clip could be predicted ({len(results)} input(s) failed; see the errors above)",
@@ -166,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default=None, help="address of a running dask/ray cluster (default: start a local one)")
     p.add_argument("--modalities", default="text,audio,vision")
     p.add_argument("--audio-features", default="prosody", help="comma list of prosody, whisper, egemaps")
+    p.add_argument("--whisper-layer", type=int, default=None,
+                   help="audio feature whisper: the output of encoder block k (0-based; default: the final output)")
     p.add_argument("--label-scale", default="sims", choices=["sims", "mosi"], help="scale of manifest labels")
     p.add_argument("--name", default="clips")
     p.add_argument("--no-cache", action="store_true", help="recompute every clip")

@@ -229,14 +229,33 @@ def parse_label(value) -> float | None:
     raise ValueError(f"label {value!r}: expected a number or Negative/Neutral/Positive")
 
 
+MANIFEST_SPLITS = {"train": "train", "dev": "valid", "valid": "valid", "val": "valid", "validation": "valid",
+                   "test": "test"}
+
+
+def manifest_labels_are_classes(raw_labels) -> bool:
+    """A manifest's labels are class names (e.g. emotions) when any non-empty one is neither a number
+    nor a polarity word; then every label is taken as a name (so "neutral" is a class, not a score)."""
+    for raw in raw_labels:
+        if str(raw).strip():
+            try:
+                parse_label(raw)
+            except ValueError:
+                return True
+    return False
+
+
 def read_clip_manifest(path: str | os.PathLike) -> pd.DataFrame:
-    """Normalise a clip manifest to columns ``path, clip_id, language, transcript, label, label_raw``.
+    """Normalise a clip manifest to columns ``path, clip_id, language, transcript, label, label_raw,
+    label_class, split, group``.
 
     ``path`` is relative to the current folder (a relative path found only inside the project, such
     as ``data/clips/manifest.csv``, is the shipped manifest). Required: a path column
-    (``path``/``file``/...), each resolved relative to the manifest's folder. Optional: transcript
-    (overrides ASR), language (``zh``/``en``/``auto``), label. Checking the rows before long work:
-    :func:`msa_lib.data.manifest_checks.check_clip_manifest`.
+    (``path``/``file``/...), each resolved relative to the manifest's folder. Optional:
+    ``transcript`` (overrides ASR), ``language`` (``zh``/``en``/``auto``), ``label`` (a score, a
+    polarity word, or a class name -- see :func:`manifest_labels_are_classes`), ``split`` (train /
+    dev / test; dev is the validation split) and ``group`` (speaker or source video, for group-aware
+    splits). Checking the rows before long work: :func:`msa_lib.data.manifest_checks.check_clip_manifest`.
     """
     path = input_path(path)
     if not path.exists():
@@ -252,11 +271,21 @@ def read_clip_manifest(path: str | os.PathLike) -> pd.DataFrame:
     out["language"] = frame[lang_col].replace("", "auto") if lang_col else "auto"
     out["transcript"] = frame[text_col] if text_col else ""
     out["label_raw"] = frame["label"] if "label" in frame.columns else ""
+    classes = manifest_labels_are_classes(out["label_raw"])
     labels = []
     for i, raw in enumerate(out["label_raw"]):
         try:
-            labels.append(parse_label(raw))
+            labels.append(None if classes else parse_label(raw))
         except ValueError as exc:
             raise FeatureFormatError(path, f"label (row {i + 2})", "a number or Negative/Neutral/Positive", repr(raw)) from exc
     out["label"] = [np.nan if v is None else v for v in labels]
+    out["label_class"] = [str(r).strip() if classes else "" for r in out["label_raw"]]
+    splits = []
+    for i, raw in enumerate(frame["split"] if "split" in frame.columns else [""] * len(frame)):
+        key = str(raw).strip().lower()
+        if key and key not in MANIFEST_SPLITS:
+            raise FeatureFormatError(path, f"split (row {i + 2})", "train, dev (or valid) or test", repr(raw))
+        splits.append(MANIFEST_SPLITS.get(key, ""))
+    out["split"] = splits
+    out["group"] = frame["group"].astype(str).str.strip() if "group" in frame.columns else ""
     return out

@@ -10,15 +10,17 @@ A batch is a dict::
 
 NaN rows in the stored features (e.g. frames without a face) become masked steps with zeros.
 A modality a sample does not have (``T = 0``) is one masked step and ``present = False``.
+Video batches (:func:`make_video_loader`) hold whole videos and add ``batch["context"]``.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from msa_lib.data.schema import MultimodalDataset
 
@@ -128,3 +130,102 @@ def batch_to(batch: dict, device: torch.device) -> dict:
         out[key] = {m: t.to(device) for m, t in batch[key].items()}
     out["label"], out["score"] = batch["label"].to(device), batch["score"].to(device)
     return out
+
+
+# ---------------------------------------------------------------------------------------------- video batches
+# Contextual models (bc-LSTM-style) read every utterance of a video at once. A video batch is an
+# ordinary batch of utterances (every key above, one row per utterance) that holds whole videos, each
+# video's utterances in order, plus ``batch["context"]``:
+#     {"video": N long (which video of the batch), "position": N long (place in its video),
+#      "groups": the video ids, in batch order}
+# A model that has no context entry treats every utterance as a video of its own.
+
+def utterance_order(ids) -> list[tuple[int, int]]:
+    """Sort key from an id's trailing number (``video_12`` -> 12), else its position."""
+    keys = []
+    for pos, sid in enumerate(ids):
+        m = re.search(r"(\d+)$", str(sid))
+        keys.append((int(m.group(1)) if m else pos, pos))
+    return keys
+
+
+def check_videos_within_one_split(ds: MultimodalDataset) -> None:
+    """Raise if a video (group) has utterances in more than one split: its context would carry one
+    split's utterances into another's."""
+    seen: dict[str, str] = {}
+    for g, s in zip(ds.group, ds.split):
+        if seen.setdefault(g, s) != s:
+            raise ValueError(f"{ds.meta.name}: video {g!r} has utterances in both {seen[g]!r} and {s!r}; an utterance "
+                             f"context must never cross a split: split by video (e.g. group_validation_split)")
+
+
+class VideoBatchSampler(Sampler[list[int]]):
+    """Batches of ``videos_per_batch`` whole videos (``groups``), each video's utterances in
+    :func:`utterance_order`; ``shuffle`` draws the video order per epoch from ``generator``."""
+
+    def __init__(self, groups: Sequence[str], ids: Sequence[str], videos_per_batch: int = 1, shuffle: bool = False,
+                 generator: torch.Generator | None = None):
+        if videos_per_batch < 1:
+            raise ValueError(f"videos_per_batch must be >= 1, got {videos_per_batch}")
+        order = utterance_order(ids)
+        members: dict[str, list[int]] = {}
+        for i, g in enumerate(groups):
+            members.setdefault(str(g), []).append(i)
+        self.videos = [sorted(idx, key=lambda i: order[i]) for idx in members.values()]
+        self.videos_per_batch, self.shuffle, self.generator = int(videos_per_batch), shuffle, generator
+
+    def __len__(self) -> int:
+        return -(-len(self.videos) // self.videos_per_batch)
+
+    def __iter__(self):
+        n = len(self.videos)
+        order = torch.randperm(n, generator=self.generator).tolist() if self.shuffle else range(n)
+        order = list(order)
+        for start in range(0, n, self.videos_per_batch):
+            yield [i for v in order[start:start + self.videos_per_batch] for i in self.videos[v]]
+
+
+class VideoTorchDataset(MultimodalTorchDataset):
+    """:class:`MultimodalTorchDataset` whose items also carry their video (``group``)."""
+
+    def __getitem__(self, i: int) -> dict:
+        item = super().__getitem__(i)
+        item["group"] = str(self.ds.group[i])
+        return item
+
+
+def collate_videos(items: list[dict]) -> dict:
+    """:func:`collate` plus ``batch["context"]`` (see above); ``items`` hold whole videos, in order."""
+    batch = collate(items)
+    video, position, groups = [], [], []
+    for it in items:
+        g = it["group"]
+        if not groups or groups[-1] != g:
+            if g in groups:
+                raise ValueError(f"video {g!r} is split inside one batch: use VideoBatchSampler / make_video_loader")
+            groups.append(g)
+            count = 0
+        video.append(len(groups) - 1)
+        position.append(count)
+        count += 1
+    batch["context"] = {"video": torch.tensor(video, dtype=torch.long),
+                        "position": torch.tensor(position, dtype=torch.long), "groups": groups}
+    return batch
+
+
+def videos_per_batch_for(ds: MultimodalDataset, utterances: int) -> int:
+    """How many whole videos of ``ds`` make about ``utterances`` utterances (at least one)."""
+    n_videos = max(1, len(set(ds.group)))
+    return max(1, int(round(utterances / (len(ds) / n_videos)))) if len(ds) else 1
+
+
+def make_video_loader(ds: MultimodalDataset, modalities: Sequence[str] | None = None, batch_size: int = 32,
+                      shuffle: bool = False, seed: int = 0, max_len: int | dict | None = None,
+                      num_workers: int = 0) -> DataLoader:
+    """Video batches of ``ds`` (whole videos, utterances in order, ``batch["context"]``) of about
+    ``batch_size`` utterances each. Refuses a dataset in which a video spans several splits."""
+    check_videos_within_one_split(ds)
+    generator = torch.Generator().manual_seed(seed)
+    sampler = VideoBatchSampler(ds.group, ds.ids, videos_per_batch_for(ds, batch_size), shuffle, generator)
+    return DataLoader(VideoTorchDataset(ds, modalities, max_len), batch_sampler=sampler, collate_fn=collate_videos,
+                      generator=generator, num_workers=num_workers)

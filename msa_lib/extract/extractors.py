@@ -244,3 +244,7 @@ class FaceFeatures(BuiltinExtractor):
 
 __all__ = ["BuiltinExtractor", "TranscriptText", "ProsodyAudio", "WhisperEncoderAudio", "EgemapsAudio", "FaceFeatures",
            "restrict_language"]
+
+# Representations with a module of their own, imported here so that every process that loads the
+# built-ins (worker processes included) registers them too, after the classes above.
+import msa_lib.extract.blendshapes  # noqa: E402,F401  ("blendshapes": MediaPipe face blendshapes)

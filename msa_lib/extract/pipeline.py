@@ -39,7 +39,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from msa_lib.data.labels import SIMS_SCHEME, MOSI_SCHEME, scores_to_classes
+from msa_lib.data.labels import MOSI_SCHEME, SIMS_SCHEME, LabelScheme, scores_to_classes
 from msa_lib.data.io import atomic_pickle, write_features
 from msa_lib.data.schema import DatasetMeta, ModalitySpec, MultimodalDataset
 from msa_lib.core.paths import cache_dir, project_path
@@ -130,6 +130,29 @@ class ExtractConfig:
         d["pipeline_version"] = PIPELINE_VERSION
         return d
 
+    @classmethod
+    def from_settings(cls, settings: dict, **overrides) -> "ExtractConfig":
+        """The config that :meth:`settings_for_cache` describes (as recorded in a feature file's metadata),
+        with ``overrides`` (e.g. ``use_cache``) applied: so features can be extracted again as before."""
+        import dataclasses
+        import typing
+
+        hints = typing.get_type_hints(cls)
+        values = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in settings:
+                continue
+            value, hint = settings[f.name], hints.get(f.name)
+            if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+                names = {g.name for g in dataclasses.fields(hint)}
+                value = hint(**{k: v for k, v in value.items() if k in names})
+            elif isinstance(value, list):
+                value = tuple(value)
+            values[f.name] = value
+        if settings.get("extractors"):
+            values["extractor_settings"] = dict(settings["extractors"])
+        return cls(**{**values, **overrides})
+
     def cache_path(self) -> Path:
         p = project_path(self.cache_folder) if self.cache_folder else cache_dir() / "extract"
         p.mkdir(parents=True, exist_ok=True)
@@ -142,8 +165,10 @@ class ClipInput:
     clip_id: str
     language: str = "auto"  # manifest language overrides detection
     transcript: str = ""  # manifest transcript overrides ASR
-    label: float | None = None
-    split: str | None = None
+    label: float | None = None  # a score
+    split: str | None = None  # train / valid / test
+    group: str = ""  # speaker or source video (group-aware splits)
+    label_class: str = ""  # a class name (e.g. an emotion) when the manifest's labels are names
 
 
 # ----------------------------------------------------------------------------------------- inputs
@@ -164,7 +189,7 @@ def resolve_inputs(inputs: str | os.PathLike | Sequence) -> list[ClipInput]:
             for row in man.itertuples():
                 clips.append(ClipInput(row.path, str(row.clip_id), row.language or "auto", row.transcript or "",
                                        None if np.isnan(row.label) else float(row.label),
-                                       getattr(row, "split", None)))
+                                       row.split or None, row.group, row.label_class))
         elif path.is_dir():
             files = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES | AUDIO_SUFFIXES)
             if not files:
@@ -241,6 +266,7 @@ def extract_clip(job: tuple[ClipInput, ExtractConfig, str | None]) -> dict:
     started = time.perf_counter()
     timings: dict[str, float] = {}  # wall seconds per stage on this clip's critical path
     record: dict = {"clip_id": clip.clip_id, "path": clip.path, "label": clip.label, "split": clip.split,
+                    "group": clip.group, "label_class": clip.label_class,
                     "status": "ok", "features": {}, "missing": {}, "timings": timings}
     data = ClipData(clip, cfg, record, info=None, timings=timings)
     timed = data.timed
@@ -350,7 +376,8 @@ def extract(inputs, config: ExtractConfig | None = None, out: str | os.PathLike 
         key = cache_key(clip, cfg)
         cached = _load_cached(cfg.cache_path() / f"{key}.pkl") if key and cfg.use_cache else None
         if cached is not None:
-            cached.update(clip_id=clip.clip_id, path=clip.path, label=clip.label, split=clip.split)
+            cached.update(clip_id=clip.clip_id, path=clip.path, label=clip.label, split=clip.split, group=clip.group,
+                          label_class=clip.label_class)
             cached["cached"] = True
             records[clip.clip_id] = cached
         else:
@@ -396,8 +423,14 @@ def assemble(cfg: ExtractConfig, records: list[dict], name: str = "clips") -> Mu
     scheme = SIMS_SCHEME if cfg.label_scale == "sims" else MOSI_SCHEME
     features = {m: [np.asarray(r["features"].get(m, np.zeros((0, spec.dim))), np.float32) for r in ok]
                 for m, spec in specs.items()}
-    scores = [np.nan if r.get("label") is None else r["label"] for r in ok]
-    labels = [-1 if np.isnan(s) else int(scores_to_classes([s], 2, scheme.scale)[0]) for s in scores]
+    class_names = sorted({r["label_class"] for r in records if r.get("label_class")})
+    if class_names:  # the manifest's labels are class names (e.g. emotions): a multi-class dataset
+        scheme = LabelScheme("multiclass", None, tuple(class_names), "class names from the manifest's labels")
+        scores = [np.nan] * len(ok)
+        labels = [class_names.index(r["label_class"]) if r.get("label_class") else -1 for r in ok]
+    else:
+        scores = [np.nan if r.get("label") is None else r["label"] for r in ok]
+        labels = [-1 if np.isnan(s) else int(scores_to_classes([s], 2, scheme.scale)[0]) for s in scores]
     extra_keys = ("transcript_source", "language_probability", "language_source", "segments", "tokens",
                   "duration", "face_ratio", "n_frames", "timings", "wall_s", "missing", "path", "cached")
     extra_keys += tuple(dict.fromkeys(k for e in selected_extractors(cfg) for k in e.record_keys
@@ -407,6 +440,7 @@ def assemble(cfg: ExtractConfig, records: list[dict], name: str = "clips") -> Mu
     return MultimodalDataset.build(
         meta, [r["clip_id"] for r in ok], features,
         split=[r.get("split") or cfg.split for r in ok], language=[r.get("language") or "unknown" for r in ok],
+        group=[r.get("group") or r["clip_id"] for r in ok],
         raw_text=[r.get("transcript", "") for r in ok], scores=scores, labels=labels, failures=failures,
         extra=[{k: r.get(k) for k in extra_keys if k in r} for r in ok], source=name)
 

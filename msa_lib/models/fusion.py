@@ -21,7 +21,14 @@ Hooks, no-ops in :class:`Fusion`, so training code never asks which fusion it ho
 ``on_epoch_end()`` (per-epoch schedules: AdaMML's Gumbel temperature), ``reset_state()`` (forget
 counters kept over evaluation passes), ``utilization()`` (per modality, the share of the input the
 fusion used; None if it does not select), ``FusionOutput.aux_loss`` (an extra loss term: AdaMML's
-decision loss) and the classmethod ``config_for_levels`` (settings for utterance- or frame-level data).
+decision loss, MCTN's translation and cycle losses) and the classmethod ``config_for_levels``
+(settings for utterance- or frame-level data). A fusion with ``uses_video_context = True`` reads the
+utterances of a video together (:mod:`msa_lib.models.context`): its ``forward`` also receives
+``context=batch.get("context")``, and loaders feed it video batches
+(:func:`msa_lib.data.torch_data.make_video_loader`).
+
+Fusions in modules of their own: :mod:`msa_lib.models.context` (contextual LSTM, AdaMML + contextual
+LSTM) and :mod:`msa_lib.models.mctn` (MCTN), imported below and registered in the one registry.
 
 Adding a fusion: one class and one registry entry.
 
@@ -200,6 +207,7 @@ class Fusion(nn.Module):
     (default ``dims``); ``config`` anything :func:`resolve_fusion_config` takes."""
 
     provides_prediction = False
+    uses_video_context = False  # True: forward(..., context=...) over whole videos (see the module docstring)
     config_class: type[FusionConfig] = FusionConfig
 
     def __init__(self, dims: dict[str, int], config: FusionConfig | Mapping | None = None, head: HeadSpec | None = None,
@@ -562,6 +570,11 @@ class AdaMMLGate(Fusion):
 
 
 # ---------------------------------------------------------------------------------------------- registry
+# fusions of their own modules (they import the classes above, so they come in here, not at the top)
+from msa_lib.models.context import AdaMMLContext, ContextualLSTM  # noqa: E402
+from msa_lib.models.mctn import MCTN  # noqa: E402
+
+
 @dataclass(frozen=True)
 class ModelRecipe:
     """A named model: a fusion class, the settings its name fixes, and for unimodal baselines the one
@@ -601,6 +614,11 @@ MODEL_REGISTRY: dict[str, ModelRecipe] = {
     "cross_attention": ModelRecipe(CrossAttention),
     "mult": ModelRecipe(MulT),
     "adamml": ModelRecipe(AdaMMLGate),
+    "mctn": ModelRecipe(MCTN, settings={"trimodal": "none", "shared_encoder": False}),
+    "mctn_shared": ModelRecipe(MCTN, settings={"trimodal": "none", "shared_encoder": True}),
+    "mctn_hierarchical": ModelRecipe(MCTN, settings={"trimodal": "hierarchical"}),
+    "contextual_lstm": ModelRecipe(ContextualLSTM),
+    "adamml_context": ModelRecipe(AdaMMLContext),
 }
 MODEL_NAMES = tuple(MODEL_REGISTRY)  # the built-in models, in the notebooks' order
 

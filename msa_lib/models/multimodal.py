@@ -154,7 +154,8 @@ class MultimodalModel(nn.Module):
 
     def forward(self, batch: dict, return_attention: bool = False) -> ModelOutput:
         encoded = self.encode(batch, return_attention)
-        fused = self.fusion(encoded, return_attention=return_attention)
+        video = {"context": batch.get("context")} if self.fusion.uses_video_context else {}
+        fused = self.fusion(encoded, return_attention=return_attention, **video)
         pred = fused.prediction if fused.prediction is not None else self.head(fused.fused)
         attention = {}
         if return_attention:
@@ -163,6 +164,11 @@ class MultimodalModel(nn.Module):
             attention.update(fused.attention)
         return ModelOutput(pred.score, pred.logits, fused.fused, fused.per_modality, attention, fused.gates,
                            fused.aux_loss, self.fusion.provides_prediction, list(self.modalities))
+
+    @property
+    def uses_video_context(self) -> bool:
+        """True when the fusion reads whole videos: feed it video batches (``make_loader(by_video=True)``)."""
+        return self.fusion.uses_video_context
 
     def on_epoch_end(self) -> None:
         """Per-epoch schedules inside submodules (e.g. the Gumbel temperature of AdaMML); call after each epoch."""
@@ -204,6 +210,11 @@ def resolve_modality(role: str, dims: dict[str, int], text_key: str | None = Non
     for c in candidates:
         if c in dims:
             return c
+    # a feature file from msa extract names its modalities by representation (audio_whisper, vision_face):
+    # a single modality of that family fills the role
+    family = [m for m in dims if any(m.startswith(c + "_") for c in candidates)]
+    if len(family) == 1:
+        return family[0]
     raise KeyError(f"no '{role}' modality among {list(dims)}" + (f" (text_key={text_key!r})" if text_key else ""))
 
 

@@ -77,8 +77,13 @@ class Predictor:
     @classmethod
     def load(cls, model_dir: str | os.PathLike | None = None, use_cache: bool = False,
              fps: float | None = None) -> "Predictor":
-        """Read a model folder written by :mod:`msa_lib.predict.train_default` (default ``models/default``)."""
+        """Read a model folder written by :mod:`msa_lib.predict.train_default` (default ``models/default``),
+        or a run folder written by ``msa train`` (then a :class:`~msa_lib.predict.run_predictor.RunPredictor`)."""
         path = project_path(model_dir or DEFAULT_MODEL_DIR)
+        from msa_lib.predict.run_predictor import RunPredictor, is_run_folder
+
+        if is_run_folder(path):
+            return RunPredictor.load(path, use_cache=use_cache, fps=fps)
         cfg_file = path / "config.json"
         if not cfg_file.is_file():
             raise ModelNotFound(f"{path}: no default model here (config.json missing); train it with "

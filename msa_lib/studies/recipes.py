@@ -176,7 +176,7 @@ def run_models(ds: MultimodalDataset, models: dict[str, Sequence[str]], seed: in
         start = time.perf_counter()
         model, result = train_model(name, ds, copy.deepcopy(config or model_config()), train, modalities=list(inputs))
         test = ds.get_split("test")
-        loader = make_loader(test, model.modalities, 64)
+        loader = make_loader(test, model.modalities, 64, by_video=model.uses_video_context)
         metrics = evaluate(model, loader, ds.meta.labels)
         pred = predict(model, loader, ds.meta.labels)
         row = {"experiment": experiment, "model": name, "seed": seed, "inputs": "+".join(inputs),

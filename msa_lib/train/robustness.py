@@ -69,7 +69,8 @@ def robustness_curves(model, ds, modalities: Sequence[str] | None = None,
     missing = [m for m in modalities if m not in ds.features]
     if missing:
         raise KeyError(f"{ds.meta.name}: modality {missing} not in the dataset (has {ds.modalities})")
-    loader = make_loader(ds, [m for m in model.modalities if m in ds.features], batch_size)
+    loader = make_loader(ds, [m for m in model.modalities if m in ds.features], batch_size,
+                         by_video=getattr(model, "uses_video_context", False))
     rows = [{"modality": "none", "condition": "clean", "noise_std": 0.0, "level": 0.0, "repeat": 0,
              **_evaluate_condition(model, loader, scheme)}]
     for m in modalities:

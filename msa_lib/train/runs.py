@@ -25,6 +25,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -286,7 +287,7 @@ def standardizer_from_spec(spec: dict) -> Standardizer:
 def run_metrics(frame: pd.DataFrame, scheme: LabelScheme) -> dict:
     """The task's metric set on a :func:`~msa_lib.train.trainer.predict` frame (the MMSA set for
     regression; accuracy, macro and weighted F1 for classes) plus the confusion matrix."""
-    out = {k: (float(v) if isinstance(v, (float, np.floating, int, np.integer)) else v)
+    out = {k: (int(v) if isinstance(v, (int, np.integer)) else float(v) if isinstance(v, (float, np.floating)) else v)
            for k, v in metrics_from_predictions(frame, scheme).items()}
     if scheme.kind == "regression":
         known = frame[np.isfinite(frame["score"].to_numpy(float))]
@@ -360,6 +361,9 @@ def train_run(features: str | os.PathLike | MultimodalDataset, out: str | os.Pat
         try:
             model, result = train_model(cfg.model, ds_std, cfg.model_config, seed_cfg, mods, checkpoint=ckpt,
                                         resume=resume)
+        except KeyError as exc:  # the model's roles do not match the file's modalities
+            raise RunError(f"model {cfg.model!r} cannot be built on {ds.meta.name}: {exc.args[0]}; choose --modalities "
+                           f"or another --model") from None
         except KeyboardInterrupt:
             raise KeyboardInterrupt(f"interrupted while training seed {seed}; the last finished epoch is kept in "
                                     f"{ckpt}: rerun the same command with --resume to continue") from None
@@ -390,6 +394,7 @@ def train_run(features: str | os.PathLike | MultimodalDataset, out: str | os.Pat
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default))
     _plots(out, history, metrics, scheme)
     (out / "MODEL_CARD.md").write_text(model_card(config_json, metrics))
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)  # finished: the run folder keeps only what it needs
     return RunResult(out, metrics, config_json)
 
 
@@ -555,6 +560,21 @@ class TrainedRun:
         return predict(self.model, loader, self.scheme)
 
 
+def _to_run_classes(ds: MultimodalDataset, want: list[str]) -> MultimodalDataset:
+    """Re-index a file's class labels into the run's class order (a file may hold fewer classes);
+    a class the model never saw is one clear error."""
+    have = list(ds.meta.labels.class_names)
+    present = sorted({have[i] for i in np.unique(ds.labels[ds.labels >= 0])})
+    unknown = [c for c in present if c not in want]
+    if unknown:
+        raise RunError(f"{ds.meta.name}: class(es) {', '.join(unknown)} unknown to the model, which knows "
+                       f"{', '.join(want)}")
+    out = ds.subset(np.arange(len(ds)))
+    out.meta = dataclasses.replace(ds.meta, labels=LabelScheme("multiclass", None, tuple(want), ds.meta.labels.description))
+    out.labels = np.array([want.index(have[i]) if i >= 0 else -1 for i in ds.labels], dtype=int)
+    return out
+
+
 def _shell_dataset(spec: dict, scheme: LabelScheme) -> MultimodalDataset:
     """An empty dataset with the run's modalities: enough for ``build_model_for`` to size the model."""
     from msa_lib.data.schema import DatasetMeta, ModalitySpec
@@ -575,11 +595,7 @@ def evaluate_run(run_dir: str | os.PathLike, features: str | os.PathLike | Multi
     raw = features if isinstance(features, MultimodalDataset) else read_any_features(features)
     ds = task_dataset(raw, run.config["task"])
     if run.config["task"] == "classes":
-        want, have = list(run.config["class_names"]), list(ds.meta.labels.class_names)
-        if want != have:
-            unknown = sorted(set(have) - set(want))
-            raise RunError(f"{ds.meta.name}: its classes {', '.join(have)} differ from the model's "
-                           f"{', '.join(want)}" + (f" (unknown to the model: {', '.join(unknown)})" if unknown else ""))
+        ds = _to_run_classes(ds, list(run.config["class_names"]))
     if split is not None:
         # a file without valid / test splits gets the run's group-aware draw (same settings, same seed)
         ds = ensure_splits(ds, RunConfig.from_dict(run.config["run_config"]))

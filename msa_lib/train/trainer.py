@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from msa_lib.data.labels import LabelScheme
-from msa_lib.data.torch_data import MultimodalTorchDataset, batch_to, collate
+from msa_lib.data.torch_data import MultimodalTorchDataset, batch_to, collate, make_video_loader
 from msa_lib.evaluate.metrics import binary_metrics, classification_metrics, regression_metrics
 from msa_lib.models.heads import LossConfig, compute_loss
 from msa_lib.train.objectives import Objective, SupervisedObjective
@@ -106,8 +106,12 @@ class StepStats:
 
 # ---------------------------------------------------------------------------------------------- loaders
 def make_loader(ds, modalities: Sequence[str] | None = None, batch_size: int = 32, shuffle: bool = False,
-                seed: int = 0, max_len=None, num_workers: int = 0) -> DataLoader:
-    """Like :func:`msa_lib.data.torch_data.make_loader`, with ``num_workers``."""
+                seed: int = 0, max_len=None, num_workers: int = 0, by_video: bool = False) -> DataLoader:
+    """Like :func:`msa_lib.data.torch_data.make_loader`, with ``num_workers``; ``by_video``: video
+    batches of about ``batch_size`` utterances (:func:`~msa_lib.data.torch_data.make_video_loader`), as
+    a model with ``uses_video_context`` needs."""
+    if by_video:
+        return make_video_loader(ds, modalities, batch_size, shuffle, seed, max_len, num_workers)
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(MultimodalTorchDataset(ds, modalities, max_len), batch_size=batch_size, shuffle=shuffle,
                       collate_fn=collate, generator=generator, num_workers=num_workers)
@@ -459,11 +463,11 @@ def train_model(name: str, ds, model_config: ModelConfig | None = None, train_co
     if config.seed is not None:
         set_seed(config.seed)
     model = build_model_for(name, ds, model_config, modalities)
-    mods = model.modalities
+    mods, by_video = model.modalities, model.uses_video_context
     train_loader = make_loader(ds.get_split("train"), mods, config.batch_size, shuffle=True, seed=config.seed or 0,
-                               max_len=config.max_len, num_workers=config.num_workers)
+                               max_len=config.max_len, num_workers=config.num_workers, by_video=by_video)
     valid_loader = make_loader(ds.get_split("valid"), mods, config.eval_batch_size or 2 * config.batch_size,
-                               max_len=config.max_len, num_workers=config.num_workers)
+                               max_len=config.max_len, num_workers=config.num_workers, by_video=by_video)
     result = fit(model, train_loader, valid_loader, config, ds.meta.labels, callbacks=callbacks,
                  checkpoint=checkpoint, resume=resume)
     model.reset_state()  # e.g. AdaMML's utilisation counters: validation passes do not count towards test use

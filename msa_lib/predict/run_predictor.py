@@ -1,0 +1,138 @@
+"""``msa predict --model RUN_DIR``: a model trained with ``msa train`` on new clips.
+
+Each clip is extracted with the settings recorded in the run (the extraction settings of the feature
+file it was trained on), standardised with the run's train statistics and passed through the model.
+A run trained on features the extractor cannot produce (an MMSA COVAREP pickle, the seed system's
+folders, ...) is refused when it is loaded, before any clip is decoded.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Sequence
+
+
+from msa_lib.core.utils import get_logger
+from msa_lib.data.labels import CLASS_NAMES, scores_to_classes
+from msa_lib.train.runs import RunError, TrainedRun
+
+log = get_logger("predict.run")
+
+
+class RunPredictor:
+    """Predicts clips with a :class:`~msa_lib.train.runs.TrainedRun` (see the module docstring)."""
+
+    def __init__(self, run: TrainedRun, extract_config):
+        self.run = run
+        self.extract_config = extract_config
+
+    @classmethod
+    def load(cls, run_dir: str | os.PathLike, use_cache: bool = False, fps: float | None = None) -> "RunPredictor":
+        from dataclasses import replace
+
+        from msa_lib.extract.pipeline import ExtractConfig, modality_specs
+
+        run = TrainedRun.load(run_dir)
+        features = run.config["features"]
+        settings = features.get("extraction")
+        if not settings:
+            raise RunError(f"{run_dir}: this model was trained on features that msa extract does not produce "
+                           f"({features.get('dataset')}, from {features.get('source_file') or features.get('source') or 'an external file'}); "
+                           f"it can score feature files of the same kind with msa evaluate, not raw clips")
+        cfg = ExtractConfig.from_settings(settings, use_cache=use_cache)
+        if fps is not None:
+            cfg = replace(cfg, media=replace(cfg.media, fps=fps))
+        producible = modality_specs(cfg)
+        missing = [m for m in run.config["modalities"] if m not in producible]
+        if missing:
+            raise RunError(f"{run_dir}: the model needs {', '.join(missing)}, which the recorded extraction settings "
+                           f"do not produce ({', '.join(producible) or 'nothing'})")
+        for m in run.config["modalities"]:
+            want, have = run.spec[m]["dim"], producible[m].dim
+            if int(want) != int(have):
+                raise RunError(f"{run_dir}: modality {m!r} would be extracted with {have} dimensions, the model "
+                               f"expects {want}; the installed extractor differs from the one the run used")
+        return cls(run, cfg)
+
+    def predict(self, paths: Sequence[str | os.PathLike] | str | os.PathLike, progress: bool = False) -> list[dict]:
+        """One dict per input path, in input order: ``status``, ``label`` (class name; for regression the
+        5-class SNEG..SPOS label of the score), ``score`` (regression), ``confidence`` and ``probabilities``
+        (class tasks), ``missing`` (modalities the clip did not give). Bad files get ``status = "error"``."""
+        from msa_lib.extract.pipeline import ClipInput, extract
+
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
+        started = time.perf_counter()
+        results: list[dict | None] = [None] * len(paths)
+        clips = []
+        for i, p in enumerate(paths):
+            path = Path(p).expanduser()
+            if not path.is_file():
+                results[i] = {"clip": str(p), "status": "error",
+                              "error": f"{p}: " + ("is a folder, expected a clip" if path.is_dir() else "file not found")}
+            else:
+                clips.append((i, ClipInput(str(path), f"clip{i:04d}")))
+        if clips:
+            ds = extract([c for _, c in clips], self.extract_config, progress=progress, name="predict")
+            rows = {cid: k for k, cid in enumerate(ds.ids)}
+            failed = {f["clip_id"]: f["error"] for f in ds.failures if f["kind"] == "failed"}
+            missing = {}
+            for f in ds.failures:
+                if f["kind"] != "failed":
+                    missing.setdefault(f["clip_id"], []).append(f["stage"])
+            frame = self.run.predict_dataset(ds) if len(ds) else None
+            for i, clip in clips:
+                if clip.clip_id not in rows:
+                    results[i] = {"clip": str(paths[i]), "status": "error",
+                                  "error": failed.get(clip.clip_id, "extraction produced no result")}
+                    continue
+                row = frame.iloc[rows[clip.clip_id]]
+                results[i] = {"clip": str(paths[i]), "status": "ok", **self._outputs(row),
+                              "missing": missing.get(clip.clip_id, [])}
+        log.debug("predicted %d clips in %.2f s", len(paths), time.perf_counter() - started)
+        return results  # type: ignore[return-value]
+
+    def _outputs(self, row) -> dict:
+        scheme = self.run.scheme
+        if scheme.kind == "regression":
+            score = float(row["score_pred"])
+            return {"score": round(score, 4),
+                    "label": CLASS_NAMES[5][int(scores_to_classes([score], 5, scheme.scale)[0])]}
+        names = scheme.class_names
+        if scheme.kind == "binary":
+            probs = {names[0]: 1 - float(row["prob_pos"]), names[1]: float(row["prob_pos"])}
+        else:
+            probs = {n: float(row[f"prob_{n}"]) for n in names}
+        label = max(probs, key=probs.get)
+        return {"label": label, "confidence": round(probs[label], 4),
+                "probabilities": {k: round(v, 4) for k, v in probs.items()}}
+
+    @staticmethod
+    def table(results: Sequence[dict]) -> str:
+        """A plain-text table of :meth:`predict` results."""
+        lines = [f"{'clip':<40} {'status':<7} {'label':<10} {'score/conf':>10}  missing"]
+        for r in results:
+            name = Path(r["clip"]).name[:40]
+            if r.get("status") != "ok":
+                lines.append(f"{name:<40} {'error':<7} {r.get('error', '')}")
+                continue
+            value = r.get("score", r.get("confidence"))
+            lines.append(f"{name:<40} {'ok':<7} {r['label']:<10} {value:>10.3f}  {','.join(r.get('missing', [])) or '-'}")
+        return "\n".join(lines)
+
+
+def is_run_folder(path: str | os.PathLike) -> bool:
+    """A folder written by ``msa train`` (its config.json says ``format: msa-run``)."""
+    import json
+
+    cfg = Path(path) / "config.json"
+    if not cfg.is_file():
+        return False
+    try:
+        return json.loads(cfg.read_text()).get("format") == "msa-run"
+    except (json.JSONDecodeError, AttributeError):
+        return False
+
+
+__all__ = ["RunPredictor", "is_run_folder"]

@@ -1,0 +1,280 @@
+"""The contextual LSTM, AdaMML + contextual LSTM and MCTN on small synthetic data: video batches,
+masks and padding, the context never crossing a split, MCTN's source-only inference path."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from dataset_factory import make_dataset
+from msa_lib.data.splits import group_validation_split
+from msa_lib.data.torch_data import (Standardizer, VideoBatchSampler, check_videos_within_one_split, make_loader,
+                                     make_video_loader, utterance_order)
+from msa_lib.models import ModelConfig, build_model, compute_loss
+from msa_lib.models.context import VideoLayout
+from msa_lib.models.mctn import MCTNConfig
+from msa_lib.train import TrainConfig, predict, train_model
+
+torch.set_num_threads(1)
+TINY = ModelConfig(encoder_overrides={"hidden": 16, "layers": 1, "heads": 2},
+                   fusion={"dim": 16, "heads": 2, "contextual_lstm": {"hidden": 8}, "adamml_context": {"hidden": 8},
+                           "mctn": {"predictor_hidden": 8}})
+CONTEXT_MODELS = ("contextual_lstm", "adamml_context")
+MCTN_MODELS = ("mctn", "mctn_shared", "mctn_hierarchical")
+
+
+@pytest.fixture(scope="module")
+def videos():
+    """48 utterances in 8 train and 4 test videos of uneven length, ids numbered out of order."""
+    ds = make_dataset(n=48, max_len=5, n_groups=8)
+    rng = np.random.default_rng(3)
+    ds.ids = np.array([f"u{i}_{n}" for i, n in enumerate(rng.permutation(48))], dtype=object)
+    return ds
+
+
+def net(name, dims, seed=0, config=TINY):
+    torch.manual_seed(seed)
+    return build_model(name, dims, config, label_scheme=make_dataset(n=4).meta.labels)
+
+
+def dims_of(ds):
+    return {m: ds.meta.modalities[m].dim for m in ds.modalities}
+
+
+def padded(batch, extra=3, seed=0):
+    """The same batch with ``extra`` masked garbage steps appended to every modality."""
+    g = torch.Generator().manual_seed(seed)
+    b = copy.deepcopy(batch)
+    for m, x in batch["x"].items():
+        b["x"][m] = torch.cat([x, torch.randn(x.shape[0], extra, x.shape[2], generator=g) * 100], 1)
+        b["mask"][m] = torch.cat([batch["mask"][m], torch.zeros(x.shape[0], extra, dtype=torch.bool)], 1)
+    return b
+
+
+def by_id(frame):
+    return frame.set_index("id").sort_index()
+
+
+# ---------------------------------------------------------------------------------------------- video batches
+def test_video_batches_hold_whole_videos_in_utterance_order(videos):
+    train = videos.get_split("train")
+    loader = make_video_loader(train, batch_size=12, shuffle=True, seed=1)
+    seen = []
+    for batch in loader:
+        ctx = batch["context"]
+        assert ctx["video"].shape == ctx["position"].shape == batch["label"].shape
+        for v, group in enumerate(ctx["groups"]):
+            rows = np.flatnonzero(ctx["video"].numpy() == v)
+            ids = [batch["ids"][i] for i in rows]
+            assert ctx["position"][rows].tolist() == list(range(len(rows)))  # 0..n-1 in order
+            numbers = [int(i.rsplit("_", 1)[1]) for i in ids]
+            assert numbers == sorted(numbers)  # utterances in the order of their trailing number
+            assert sorted(ids) == sorted(train.ids[train.group == group])  # the whole video
+            seen.append(group)
+    assert sorted(seen) == sorted(set(train.group))
+    assert len(loader) == len(list(loader))
+    again = [b["ids"] for b in make_video_loader(train, batch_size=12, shuffle=True, seed=1)]
+    assert again == [b["ids"] for b in make_video_loader(train, batch_size=12, shuffle=True, seed=1)]
+
+
+def test_utterance_order_uses_the_trailing_number():
+    assert sorted(range(3), key=utterance_order(["v_10", "v_2", "v_1"]).__getitem__) == [2, 1, 0]
+    assert utterance_order(["v", "w"]) == [(0, 0), (1, 1)]  # no number: the position
+
+
+def test_context_never_crosses_a_split(videos):
+    ds = group_validation_split(videos, 0.25, seed=0)
+    check_videos_within_one_split(ds)
+    for split in ("train", "valid", "test"):
+        part = ds.get_split(split)
+        for batch in make_video_loader(part, batch_size=16):
+            assert set(batch["ids"]) <= set(part.ids)  # a loader of one split holds that split only
+    leaky = ds.subset(np.arange(len(ds)))
+    leaky.split = ds.split.copy()
+    first_train_video = ds.group[ds.split == "train"][0]
+    leaky.split[np.flatnonzero(ds.group == first_train_video)[0]] = "test"  # one utterance of a train video in test
+    with pytest.raises(ValueError, match="context must never cross a split"):
+        make_video_loader(leaky)
+    with pytest.raises(ValueError, match="context must never cross a split"):
+        check_videos_within_one_split(leaky)
+
+
+@pytest.mark.parametrize("name", CONTEXT_MODELS)
+def test_training_never_sees_test_utterances(name, videos):
+    """Test features changed beyond recognition leave a trained contextual model exactly as it was."""
+    ds = Standardizer().fit_transform(group_validation_split(videos, 0.25, seed=0))
+    quick = TrainConfig(lr=3e-3, batch_size=12, max_epochs=2, patience=5, progress=False)
+    altered = ds.subset(np.arange(len(ds)))
+    altered.features = {m: [a * 50 + 7 if s == "test" else a for a, s in zip(seqs, ds.split)]
+                        for m, seqs in ds.features.items()}
+    states = []
+    for data in (ds, altered):
+        model, _ = train_model(name, data, copy.deepcopy(TINY), quick)
+        states.append(model.state_dict())
+    assert all(torch.equal(v, states[1][k]) for k, v in states[0].items())
+
+
+# ---------------------------------------------------------------------------------------------- contextual models
+@pytest.mark.parametrize("name", CONTEXT_MODELS)
+def test_forward_backward_on_video_batches_with_masks(name, videos):
+    batch = next(iter(make_video_loader(videos.get_split("train"), batch_size=16)))
+    batch["present"]["audio"][::2] = False
+    batch["mask"]["audio"][::2] = False
+    model = net(name, dims_of(videos))
+    out = model(batch)
+    n = len(batch["ids"])
+    assert out.score.shape == (n,) and out.fused.shape[0] == n and torch.isfinite(out.fused).all()
+    loss = compute_loss(out, batch, videos.meta.labels)
+    assert torch.isfinite(loss.total) and loss.n_targets == n
+    loss.total.backward()
+    grads = {k: p.grad for k, p in model.named_parameters() if p.grad is not None}
+    assert grads and all(torch.isfinite(g).all() for g in grads.values())
+    assert any(k.startswith("fusion.context.lstm") and g.abs().sum() > 0 for k, g in grads.items())
+
+
+@pytest.mark.parametrize("name", CONTEXT_MODELS)
+def test_padding_and_batch_company_do_not_change_outputs(name, videos):
+    """Padded steps inside utterances, shorter videos padded to the longest one, and which other videos
+    share the batch: none of them changes any utterance's output."""
+    train = videos.get_split("train")
+    model = net(name, dims_of(videos)).eval()
+    with torch.no_grad():
+        together = predict(model, make_video_loader(train, batch_size=100))  # all videos in one batch
+        alone = predict(model, make_video_loader(train, batch_size=1))  # one video per batch
+        batch = next(iter(make_video_loader(train, batch_size=100)))
+        a, b = model(batch), model(padded(batch))
+    assert len(together) == len(alone) == len(train)
+    np.testing.assert_allclose(by_id(together)["prob_pos"], by_id(alone)["prob_pos"], atol=1e-5)
+    torch.testing.assert_close(a.score, b.score, atol=1e-5, rtol=0)
+    torch.testing.assert_close(a.fused, b.fused, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", CONTEXT_MODELS)
+def test_the_context_is_the_video(name, videos):
+    """Changing one utterance changes the outputs of its video's other utterances, not other videos'."""
+    train = videos.get_split("train")
+    model = net(name, dims_of(videos)).eval()
+    batch = next(iter(make_video_loader(train, batch_size=100)))
+    changed = copy.deepcopy(batch)
+    video = batch["context"]["video"]
+    target = int(torch.nonzero((video == 0) & (batch["context"]["position"] == 0))[0, 0])
+    for m in changed["x"]:
+        changed["x"][m][target] = changed["x"][m][target] + 5.0
+    with torch.no_grad():
+        a, b = model(batch).fused, model(changed).fused
+    same_video = (video == 0)
+    same_video[target] = False
+    assert (a[same_video] - b[same_video]).abs().max() > 1e-4  # the neighbours see the change
+    torch.testing.assert_close(a[video != 0], b[video != 0], atol=1e-6, rtol=0)  # other videos do not
+    plain = next(iter(make_loader(train, batch_size=8)))  # no video structure: each utterance alone
+    with torch.no_grad():
+        assert torch.isfinite(model(plain).score).all()
+
+
+def test_video_layout_scatter_gather_round_trip():
+    ctx = {"video": torch.tensor([0, 0, 0, 1, 2, 2]), "position": torch.tensor([0, 1, 2, 0, 0, 1])}
+    layout = VideoLayout.of(ctx, 6, torch.device("cpu"))
+    x = torch.arange(12.0).view(6, 2)
+    seq = layout.scatter(x)
+    assert seq.shape == (3, 3, 2) and layout.lengths.tolist() == [3, 1, 2]
+    assert (seq[1, 1:] == 0).all() and torch.equal(layout.gather(seq), x)
+    with pytest.raises(ValueError, match="positions"):
+        VideoLayout.of({"video": torch.tensor([0, 0]), "position": torch.tensor([0, 2])}, 2, torch.device("cpu"))
+
+
+def test_adamml_context_gating_is_hard_and_counts_utilisation(videos):
+    batch = next(iter(make_video_loader(videos.get_split("train"), batch_size=16)))
+    batch["present"]["audio"][::2] = False
+    batch["mask"]["audio"][::2] = False
+    model = net("adamml_context", dims_of(videos))
+    model.train()
+    assert set(torch.unique(model(batch).gates).tolist()) <= {0.0, 1.0}  # straight-through: hard in training
+    model.eval()
+    model.reset_state()
+    with torch.no_grad():
+        out = model(batch)
+    n = len(batch["ids"])
+    assert out.gates.shape == (n, 1, 3) and set(torch.unique(out.gates).tolist()) <= {0.0, 1.0}
+    audio = model.modalities.index("audio")
+    assert (out.gates[::2, :, audio] == 0).all()  # an absent modality is never used
+    util = model.utilization()
+    assert set(util) == set(model.modalities) and all(0.0 <= v <= 1.0 for v in util.values())
+    assert out.aux_loss is not None and torch.isfinite(out.aux_loss)
+    with torch.no_grad():
+        model.fusion.policy_out.bias.view(-1, 2)[:, 1] = -50.0  # the policy skips everything
+        skipped = model(batch)
+    assert (skipped.gates == 0).all() and torch.isfinite(skipped.score).all()
+
+
+def test_adamml_context_decision_target_is_a_parameter(videos):
+    batch = next(iter(make_video_loader(videos.get_split("train"), batch_size=16)))
+    losses = {}
+    for target in (1.0, 3.0):
+        cfg = copy.deepcopy(TINY)
+        cfg.fusion["adamml_context"] = {"hidden": 8, "target_modalities": target, "decision_loss_weight": 1.0}
+        model = net("adamml_context", dims_of(videos), config=cfg).eval()
+        assert model.fusion.target == target
+        with torch.no_grad():
+            losses[target] = float(model(batch).aux_loss)
+    # the policy starts by keeping every modality (keep_bias): far from 1 kept, close to all 3
+    assert losses[1.0] > losses[3.0]
+
+
+# ---------------------------------------------------------------------------------------------- MCTN
+@pytest.mark.parametrize("name", MCTN_MODELS)
+def test_mctn_predicts_from_the_source_alone(name, videos):
+    dims = dims_of(videos)
+    model = net(name, dims).eval()
+    batch = next(iter(make_loader(videos, batch_size=12)))
+    without = copy.deepcopy(batch)
+    for key in ("x", "mask", "present", "lengths"):  # the target modalities are not in the batch at all
+        del without[key]["audio"], without[key]["vision"]
+    noisy = copy.deepcopy(batch)
+    noisy["x"]["audio"] = torch.randn_like(noisy["x"]["audio"]) * 100
+    noisy["x"]["vision"] = torch.randn_like(noisy["x"]["vision"]) * 100
+    with torch.no_grad():
+        full, source_only, changed = model(batch), model(without), model(noisy)
+    for other in (source_only, changed):
+        torch.testing.assert_close(full.score, other.score, atol=1e-6, rtol=0)
+        torch.testing.assert_close(full.logits["2"], other.logits["2"], atol=1e-6, rtol=0)
+    assert full.aux_loss is not None and source_only.aux_loss is None  # nothing to translate into
+
+
+@pytest.mark.parametrize("name", MCTN_MODELS)
+def test_mctn_losses_train_the_translation_and_the_cycle(name, videos):
+    dims = dims_of(videos)
+    model = net(name, dims).train()
+    batch = next(iter(make_loader(videos, batch_size=12)))
+    batch["present"]["audio"][::3] = False  # translation losses only where the target is there
+    batch["mask"]["audio"][::3] = False
+    out = model(batch)
+    loss = compute_loss(out, batch, videos.meta.labels)
+    assert "aux" in loss.parts and loss.parts["aux"] > 0
+    loss.total.backward()
+    used = {k for k, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    for part in ("fusion.encoder.", "fusion.to_target.", "fusion.to_source.", "fusion.predictor.", "encoders.text."):
+        assert any(k.startswith(part) for k in used), part
+    assert any(k.startswith("fusion.cycle_encoder.") for k in used) == (name != "mctn_shared")
+    assert any(k.startswith("fusion.to_second.") for k in used) == (name == "mctn_hierarchical")
+
+
+def test_mctn_weights_and_variants():
+    assert MCTNConfig().weights() == (0.5, 0.5)
+    assert MCTNConfig(trimodal="hierarchical").weights() == (0.3, 0.3)
+    assert MCTNConfig(translation_weight=0.1, cycle_weight=0.0).weights() == (0.1, 0.0)
+    with pytest.raises(ValueError, match="trimodal must be"):
+        MCTNConfig(trimodal="parallel")
+    dims = {"text": 6, "audio": 4}
+    with pytest.raises(ValueError, match="missing \\['vision'\\]"):
+        net("mctn_hierarchical", dims)
+    assert net("mctn_shared", dims).fusion.cycle_encoder is None
+    assert net("mctn", dims).fusion.cycle_encoder is not None
+
+
+def test_mctn_padding_does_not_change_outputs(videos):
+    model = net("mctn_hierarchical", dims_of(videos)).eval()
+    batch = next(iter(make_loader(videos, batch_size=12)))
+    with torch.no_grad():
+        a, b = model(batch), model(padded(batch))
+    torch.testing.assert_close(a.score, b.score, atol=1e-5, rtol=0)
+    torch.testing.assert_close(a.aux_loss, b.aux_loss, atol=1e-5, rtol=1e-5)  # masked steps never enter the losses
