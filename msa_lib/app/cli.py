@@ -28,7 +28,8 @@ def _extract(args) -> int:
         modalities=tuple(args.modalities.split(",")),
         audio_features=tuple(args.audio_features.split(",")),
         media=replace(MediaConfig(), fps=args.fps),
-        whisper_encoder=replace(WhisperEncoderConfig(), layer=args.whisper_layer),
+        whisper_encoder=replace(WhisperEncoderConfig(), layer=args.whisper_layer,
+                                **({"window_seconds": args.whisper_window} if args.whisper_window else {})),
         asr=ASRConfig(backend=args.asr, model=args.asr_model, language=args.lang),
         workers=args.workers, executor=args.executor, scheduler_address=args.scheduler,
         use_cache=not args.no_cache, label_scale=args.label_scale,
@@ -169,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audio-features", default="prosody", help="comma list of prosody, whisper, egemaps")
     p.add_argument("--whisper-layer", type=int, default=None,
                    help="audio feature whisper: the output of encoder block k (0-based; default: the final output)")
+    p.add_argument("--whisper-window", type=_positive_float("--whisper-window"), default=None,
+                   help="audio feature whisper: encoder input window in seconds (default 30, Whisper's own; "
+                        "shorter is faster for short clips)")
     p.add_argument("--label-scale", default="sims", choices=["sims", "mosi"], help="scale of manifest labels")
     p.add_argument("--name", default="clips")
     p.add_argument("--no-cache", action="store_true", help="recompute every clip")

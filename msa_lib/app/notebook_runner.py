@@ -30,6 +30,7 @@ NOTEBOOKS = (
     "07_decision_fusion",
     "08_own_model",
     "09_mosi_standard",
+    "10_faces",
 )
 # Small settings that exercise every code path of a notebook in well under a minute or two.
 SMOKE_PARAMETERS: dict[str, dict] = {
@@ -49,6 +50,8 @@ SMOKE_PARAMETERS: dict[str, dict] = {
     "08_own_model": {"per_actor": 1, "seeds": "0", "epochs": 2, "audio_features": "prosody",
                      "work_dir": ".cache/smoke_own_model"},
     "09_mosi_standard": {"seeds": [0], "max_epochs": 1, "finetune_epochs": 1, "mosi_videos": 3, "vision_seeds": [0]},
+    "10_faces": {"max_ckplus_subjects": 15, "mead_fps": 2.0, "representations": ["blendshapes", "fer_probs"],
+                 "classifiers": ["logreg"], "ckplus_folds": 3},
 }
 SMOKE_REPORTS_DIR = ".cache/smoke_reports"
 

@@ -28,10 +28,18 @@ Behaviour worth knowing:
 * Chinese transcripts are normalised to simplified characters (OpenCC ``t2s``): Whisper base often
   writes traditional characters for Mandarin.
 * Silence is a result, not an error: ``has_speech=False``, empty text, ``language=None`` unless it
-  was forced. Decided by a peak-level gate (digital silence never reaches the model), a Silero VAD
-  gate (``vad_gate``, on by default: noise never reaches the model either), then Whisper's own
-  no-speech rule (segments with ``no_speech_prob > no_speech_threshold`` and
-  ``avg_logprob < log_prob_threshold`` are dropped).
+  was forced, and ``no_speech_reason``. Decided by a peak-level gate (digital silence never reaches
+  the model), a Silero VAD gate (``vad_gate``, on by default: noise, and clips with less than
+  ``min_speech_s`` of voice, never reach the model either), then the reliability checks of
+  :func:`reliable_segments`.
+* No invented transcripts: decoding is deterministic (beam search at temperature 0, no sampling
+  fallback), and decoded segments Whisper itself was unsure of (``avg_logprob``, ``no_speech_prob``,
+  ``compression_ratio``) or that lie where the VAD heard no voice are dropped
+  (``ASRResult.dropped_segments`` keeps them with the reason).
+* Unsupported languages: ``transcribe(accept_languages=("zh", "en"))`` decodes only when the
+  detector's most likely language is one of them with p >= 0.5 (:func:`decide_language`); otherwise
+  nothing is decoded and ``language_rejection`` says why. A language is never forced onto speech in
+  another one.
 * Models are loaded once per process and shared (keyed by weights, device and precision), so a
   :class:`Transcriber` and a :class:`WhisperEncoderFeatures` on the same checkpoint hold one copy.
 """
@@ -437,6 +445,15 @@ class ASRConfig:
     hallucination). ``vad_filter`` (faster-whisper only) also drops the non-speech stretches before
     decoding; with openai-whisper it acts like ``vad_gate``. ``silence_dbfs``: a clip whose peak is
     below this level is reported as silent without running anything.
+
+    No invented transcripts (see :func:`reliable_segments`): ``temperature`` is ``(0.0,)``, so decoding
+    is beam search only, without Whisper's sampling fallback: the same audio and settings give the
+    same transcript (a fallback tuple such as ``(0.0, 0.2, ..., 1.0)`` is sampled with a fixed seed,
+    so it is repeatable too). Then every decoded segment must pass Whisper's own confidence signals
+    (``avg_logprob >= log_prob_threshold``, not ``no_speech_prob > no_speech_threshold`` at a low
+    log-probability, ``compression_ratio <= compression_ratio_threshold``) and overlap the speech the
+    VAD found; a clip with less than ``min_speech_s`` of voice (VAD) gets no transcript at all.
+    ``drop_unreliable_segments=False`` keeps what Whisper decoded (its stock behaviour).
     """
 
     backend: str = "faster-whisper"
@@ -456,8 +473,18 @@ class ASRConfig:
     initial_prompt: str | None = None
     silence_dbfs: float = -60.0
     simplify_chinese: bool = True
+    temperature: tuple[float, ...] = (0.0,)
+    compression_ratio_threshold: float | None = 2.4
+    drop_unreliable_segments: bool = True
+    min_speech_s: float = 0.25
 
     def __post_init__(self) -> None:
+        self.temperature = tuple(float(t) for t in (
+            self.temperature if isinstance(self.temperature, (list, tuple)) else (self.temperature,)))
+        if not self.temperature or any(t < 0 or not math.isfinite(t) for t in self.temperature):
+            raise ASRConfigError(f"temperature={self.temperature}: expected temperatures >= 0, e.g. (0.0,)")
+        if self.min_speech_s < 0:
+            raise ASRConfigError(f"min_speech_s={self.min_speech_s}: expected >= 0 seconds")
         if self.backend not in BACKENDS:
             raise ASRConfigError(f"backend {self.backend!r}: expected one of {BACKENDS}")
         if self.task not in TASKS:
@@ -474,6 +501,14 @@ class ASRResult:
     ``language`` is the spoken language (detected, or the forced one); ``language_probability`` is
     the detector's probability, ``None`` when the language was forced or nothing was detected.
     ``top_languages`` holds the detector's five most likely languages.
+
+    ``language_supported`` is False when the caller restricted the languages
+    (``transcribe(accept_languages=...)``) and the detector found another one, or none with enough
+    confidence: then nothing was decoded (``text`` is empty, ``has_speech`` True) and
+    ``language_rejection`` says why. ``no_speech_reason`` says why ``has_speech`` is False.
+    ``dropped_segments`` are the decoded ``(start_s, end_s, text, reason)`` that failed the
+    reliability checks (:func:`reliable_segments`); ``speech_s`` is the voiced time the VAD found
+    (None when no VAD ran).
     """
 
     text: str
@@ -488,6 +523,11 @@ class ASRResult:
     language_detected: bool = True
     top_languages: list[tuple[str, float]] = field(default_factory=list)
     elapsed_s: float = 0.0
+    language_supported: bool = True
+    language_rejection: str = ""
+    no_speech_reason: str = ""
+    dropped_segments: list[tuple[float, float, str, str]] = field(default_factory=list)
+    speech_s: float | None = None
 
     def to_dict(self) -> dict:
         """Plain dict of the fields (``json.dumps``-able: segments and top languages are tuples)."""
@@ -509,6 +549,97 @@ def _top(probs: Iterable[tuple[str, float]], k: int = 5) -> list[tuple[str, floa
     return [(lang, float(p)) for lang, p in sorted(probs, key=lambda lp: -lp[1])[:k]]
 
 
+# ------------------------------------------------------------------- language and reliability
+MIN_LANGUAGE_PROBABILITY = 0.5  # of the most likely language, for a clip to be transcribed at all
+
+
+def decide_language(top_languages: Sequence[tuple[str, float]], supported: Sequence[str],
+                    min_probability: float = MIN_LANGUAGE_PROBABILITY) -> tuple[str | None, str]:
+    """Whether to transcribe a clip whose language detector answered ``top_languages`` (most likely
+    first) when only ``supported`` languages are wanted: ``(language, "")`` to decode in the detected
+    language, or ``(None, reason)`` not to decode at all.
+
+    The most likely language must be one of ``supported`` with probability >= ``min_probability``.
+    Speech in another language, or a detection too uncertain to tell, is not transcribed: forcing a
+    supported language onto it gives an invented transcript that reads as confidently as a real one.
+    """
+    ranked = sorted(((str(lang), float(p)) for lang, p in top_languages), key=lambda lp: -lp[1])
+    wanted = ", ".join(supported)
+    if not ranked:
+        return None, f"language could not be detected (supported: {wanted})"
+    lang, p = ranked[0]
+    if lang in supported and p >= min_probability:
+        return lang, ""
+    if p >= min_probability:
+        return None, f"unsupported language: detected {lang} (p={p:.2f}); supported: {wanted}"
+    shown = ", ".join(f"{code} {q:.2f}" for code, q in ranked[:3])
+    return None, (f"language too uncertain: detected {shown} (transcribed only when the most likely "
+                  f"language is one of {wanted} with p >= {min_probability:g})")
+
+
+def speech_regions(samples: np.ndarray) -> list[tuple[float, float]]:
+    """Voiced stretches ``(start_s, end_s)`` of 16-kHz samples found by Silero VAD (bundled with
+    faster-whisper), without the padding faster-whisper adds around speech for decoding."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    stamps = get_speech_timestamps(samples, VadOptions(speech_pad_ms=0, min_silence_duration_ms=100))
+    return [(t["start"] / SAMPLE_RATE, t["end"] / SAMPLE_RATE) for t in stamps]
+
+
+@dataclass
+class DecodedSegment:
+    """One segment as Whisper decoded it, with the decoder's own confidence signals."""
+
+    start: float
+    end: float
+    text: str
+    avg_logprob: float
+    no_speech_prob: float
+    compression_ratio: float
+
+
+VAD_TOLERANCE_S = 0.3  # Whisper's segment times are coarse: speech regions are widened by this much
+MIN_VAD_OVERLAP_S = 0.1
+
+
+def _unreliable(seg: DecodedSegment, speech: list[tuple[float, float]] | None, c: "ASRConfig") -> str:
+    """Why a decoded segment is not trusted ("" when it is)."""
+    if c.log_prob_threshold is not None and seg.avg_logprob < c.log_prob_threshold:
+        why = f"avg log-prob {seg.avg_logprob:.2f} < {c.log_prob_threshold:g}"
+        if c.no_speech_threshold is not None and seg.no_speech_prob > c.no_speech_threshold:
+            why += f", no-speech probability {seg.no_speech_prob:.2f}"
+        return why
+    if c.compression_ratio_threshold is not None and seg.compression_ratio > c.compression_ratio_threshold:
+        return f"repetitive text (compression ratio {seg.compression_ratio:.2f} > {c.compression_ratio_threshold:g})"
+    if speech is not None:
+        overlap = sum(max(0.0, min(seg.end, e + VAD_TOLERANCE_S) - max(seg.start, s - VAD_TOLERANCE_S))
+                      for s, e in speech)
+        if overlap < min(MIN_VAD_OVERLAP_S, max(seg.end - seg.start, 0.0)) or overlap <= 0:
+            return f"no voice (VAD) during {seg.start:.2f}-{seg.end:.2f} s"
+    return ""
+
+
+def reliable_segments(segments: Sequence[DecodedSegment], speech: list[tuple[float, float]] | None,
+                      config: "ASRConfig") -> tuple[list[DecodedSegment], list[tuple[float, float, str, str]]]:
+    """Split decoded segments into the kept ones and the dropped ``(start, end, text, reason)``.
+
+    A segment is dropped when Whisper itself was unsure of it (``avg_logprob`` below
+    ``log_prob_threshold``: with the sampling fallback off this is where Whisper would have resampled,
+    and what it writes then on a fragment of a word or on noise is a stock phrase such as "Hello." or
+    "Thank you."), when it repeats itself (``compression_ratio`` above the threshold) or when it lies
+    where the VAD heard no voice (``speech``; None: no VAD ran)."""
+    kept, dropped = [], []
+    for seg in segments:
+        if not seg.text.strip():
+            continue
+        reason = _unreliable(seg, speech, config)
+        if reason:
+            dropped.append((round(seg.start, 3), round(seg.end, 3), seg.text.strip(), reason))
+        else:
+            kept.append(seg)
+    return kept, dropped
+
+
 # --------------------------------------------------------------------------------- Transcriber
 class Transcriber:
     """Whisper ASR with per-clip language detection; the model is loaded on first use and reused.
@@ -516,6 +647,7 @@ class Transcriber:
     >>> asr = Transcriber(ASRConfig(backend="faster-whisper", model="base"))
     >>> r = asr.transcribe("clip.wav")          # or a 1-D float32 array at 16 kHz
     >>> r.text, r.language, r.language_probability, r.has_speech
+    >>> asr.transcribe("clip.wav", accept_languages=("zh", "en")).language_supported
     >>> asr.translate("mandarin.wav").text     # Whisper's speech translation into English
     """
 
@@ -539,8 +671,14 @@ class Transcriber:
         return self._model
 
     # -- public API -------------------------------------------------------------------------
-    def transcribe(self, audio: AudioInput, *, task: str | None = None, language: str | None = None) -> ASRResult:
-        """Transcribe (or translate) one clip. ``task``/``language`` override the config for this call."""
+    def transcribe(self, audio: AudioInput, *, task: str | None = None, language: str | None = None,
+                   accept_languages: Sequence[str] | None = None,
+                   min_language_probability: float = MIN_LANGUAGE_PROBABILITY) -> ASRResult:
+        """Transcribe (or translate) one clip. ``task``/``language`` override the config for this call.
+
+        ``accept_languages`` (with a detected, not forced, language): decode only when
+        :func:`decide_language` accepts the detection; otherwise the result has no text,
+        ``language_supported=False`` and the reason in ``language_rejection``."""
         c = self.config
         task = task or c.task
         if task not in TASKS:
@@ -550,29 +688,50 @@ class Transcriber:
         started = time.perf_counter()
         duration = samples.size / SAMPLE_RATE
 
-        def silent() -> ASRResult:
-            return ASRResult(text="", language=forced, language_probability=None, segments=[], backend=c.backend,
-                             model=str(c.model), has_speech=False, task=task, duration_s=duration,
-                             language_detected=False, elapsed_s=time.perf_counter() - started)
+        def result(**fields) -> ASRResult:
+            return ASRResult(backend=c.backend, model=str(c.model), task=task, duration_s=duration,
+                             elapsed_s=time.perf_counter() - started, **fields)
+
+        def silent(reason: str, **fields) -> ASRResult:
+            return result(text="", language=forced, language_probability=None, segments=[], has_speech=False,
+                          language_detected=False, no_speech_reason=reason, **fields)
 
         if peak_dbfs(samples) < c.silence_dbfs:
-            return silent()
-        if (c.vad_gate or c.vad_filter) and not self._vad_finds_speech(samples):
-            return silent()
+            return silent("silence")
+        speech = speech_s = None
+        if c.vad_gate or c.vad_filter:
+            speech = speech_regions(samples)
+            speech_s = round(sum(e - s for s, e in speech), 3)
+            if not speech:
+                return silent("no voice found (VAD)", speech_s=speech_s)
+            if speech_s < c.min_speech_s:
+                return silent(f"too little voice to transcribe: {speech_s:.2f} s, needs {c.min_speech_s:g} s",
+                              speech_s=speech_s)
 
-        if c.backend == "faster-whisper":
-            text, segments, lang, prob, top = self._run_faster_whisper(samples, task, forced)
+        accept = tuple(accept_languages) if accept_languages and forced is None else None
+        run = self._run_faster_whisper if c.backend == "faster-whisper" else self._run_openai_whisper
+        with self._seeded():
+            decoded, lang, prob, top, rejection = run(samples, task, forced, accept, min_language_probability)
+        if rejection:
+            return result(text="", language=lang, language_probability=prob, segments=[], has_speech=True,
+                          language_detected=True, top_languages=top, language_supported=False,
+                          language_rejection=rejection, speech_s=speech_s)
+        if c.drop_unreliable_segments:
+            kept, dropped = reliable_segments(decoded, speech, c)
         else:
-            text, segments, lang, prob, top = self._run_openai_whisper(samples, task, forced)
-        if not text.strip():
-            return silent()
+            kept, dropped = [s for s in decoded if s.text.strip()], []
+        text = "".join(s.text for s in kept).strip()
+        if not text:
+            reason = "no speech recognised" if not dropped else (
+                f"no reliable speech: {len(dropped)} decoded segment(s) dropped ({dropped[0][3]})")
+            return silent(reason, speech_s=speech_s, dropped_segments=dropped, top_languages=top)
+        segments = [(s.start, s.end, s.text.strip()) for s in kept]
         if c.simplify_chinese and task == "transcribe" and lang == "zh":
             text = to_simplified(text)
             segments = [(s, e, to_simplified(t)) for s, e, t in segments]
-        return ASRResult(text=text.strip(), language=lang, language_probability=prob, segments=segments,
-                         backend=c.backend, model=str(c.model), has_speech=True, task=task, duration_s=duration,
-                         language_detected=forced is None, top_languages=top,
-                         elapsed_s=time.perf_counter() - started)
+        return result(text=text, language=lang, language_probability=prob, segments=segments, has_speech=True,
+                      language_detected=forced is None, top_languages=top, dropped_segments=dropped,
+                      speech_s=speech_s)
 
     def translate(self, audio: AudioInput, *, language: str | None = None) -> ASRResult:
         """Whisper's speech translation: speech in any supported language -> English text."""
@@ -600,6 +759,25 @@ class Transcriber:
         return self._detect_faster_whisper(samples)
 
     # -- backends ---------------------------------------------------------------------------
+    @contextmanager
+    def _seeded(self):
+        """A fixed random seed around decoding when a temperature > 0 may sample, so that the same
+        audio and settings give the same transcript (with the default ``(0.0,)`` nothing is sampled)."""
+        if max(self.config.temperature) <= 0:
+            yield
+            return
+        if self.config.backend == "faster-whisper":
+            import ctranslate2
+
+            ctranslate2.set_random_seed(0)
+            yield
+        else:
+            import torch
+
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                yield
+
     def _detect_openai_whisper(self, samples: np.ndarray) -> tuple[str, float | None, list[tuple[str, float]]]:
         import torch
         import whisper
@@ -612,12 +790,6 @@ class Transcriber:
             _, probs = model.detect_language(mel.to(model.device))
         lang = max(probs, key=probs.get)
         return lang, float(probs[lang]), _top(probs.items())
-
-    @staticmethod
-    def _vad_finds_speech(samples: np.ndarray) -> bool:
-        from faster_whisper.vad import get_speech_timestamps
-
-        return bool(get_speech_timestamps(samples))
 
     def _detect_faster_whisper(self, samples: np.ndarray) -> tuple[str, float, list[tuple[str, float]]]:
         """Language of the first 30-s window, from the very window (and encoder pass) that decoding
@@ -632,34 +804,46 @@ class Transcriber:
         probs = [(token[2:-2], float(p)) for token, p in model.model.detect_language(encoder_output)[0]]
         return probs[0][0], probs[0][1], _top(probs)
 
-    def _run_faster_whisper(self, samples, task, forced):
+    @staticmethod
+    def _accept(lang, prob, top, accept, min_probability) -> str:
+        """"" when the detected language may be decoded, else the reason (see :func:`decide_language`)."""
+        if accept is None:
+            return ""
+        return decide_language(top or [(lang, 1.0 if prob is None else prob)], accept, min_probability)[1]
+
+    def _run_faster_whisper(self, samples, task, forced, accept=None, min_probability=MIN_LANGUAGE_PROBABILITY):
+        """``(decoded segments, language, probability, top-5, rejection)`` with faster-whisper."""
         c = self.config
         model = self.model
         lang, prob, top = forced, None, []
-        # With vad_filter, transcribe detects on the speech-only audio: leave detection to it then.
-        own_detection = forced is None and not c.vad_filter
         # the detection's encoder pass is reused by the decoding (one clip, this block only)
         reuse = getattr(model, "reusing_encoder_output", None)
         with reuse() if reuse is not None else nullcontext():
-            if own_detection:
-                if model.model.is_multilingual:
-                    lang, prob, top = self._detect_faster_whisper(samples)
-                else:
+            if forced is None:
+                if not model.model.is_multilingual:
                     lang = "en"
-            segments_iter, info = model.transcribe(
+                elif c.vad_filter:  # detect on the speech-only audio, as transcribe(vad_filter=True) would
+                    lang, prob, all_probs = model.detect_language(samples, vad_filter=True)
+                    prob, top = float(prob), _top(all_probs or [])
+                else:
+                    lang, prob, top = self._detect_faster_whisper(samples)
+                rejection = self._accept(lang, prob, top, accept, min_probability)
+                if rejection:
+                    return [], lang, prob, top, rejection
+            segments_iter, _ = model.transcribe(
                 samples, language=lang, task=task, beam_size=c.beam_size, best_of=c.best_of,
+                temperature=list(c.temperature), compression_ratio_threshold=c.compression_ratio_threshold,
                 vad_filter=c.vad_filter, condition_on_previous_text=c.condition_on_previous_text,
                 no_speech_threshold=c.no_speech_threshold, log_prob_threshold=c.log_prob_threshold,
                 initial_prompt=c.initial_prompt,
             )
             segs = list(segments_iter)  # a lazy generator: decoding happens here
-        text = "".join(s.text for s in segs)
-        segments = [(float(s.start), float(s.end), s.text.strip()) for s in segs]
-        if forced is None and not own_detection:
-            lang, prob, top = info.language, float(info.language_probability), _top(info.all_language_probs or [])
-        return text, segments, lang, prob, top
+        decoded = [DecodedSegment(float(s.start), float(s.end), s.text, float(s.avg_logprob), float(s.no_speech_prob),
+                                  float(s.compression_ratio)) for s in segs]
+        return decoded, lang, prob, top, ""
 
-    def _run_openai_whisper(self, samples, task, forced):
+    def _run_openai_whisper(self, samples, task, forced, accept=None, min_probability=MIN_LANGUAGE_PROBABILITY):
+        """``(decoded segments, language, probability, top-5, rejection)`` with openai-whisper."""
         import whisper
 
         c = self.config
@@ -670,14 +854,19 @@ class Transcriber:
             # Detect here rather than inside whisper.transcribe: the same single encoder pass, but we
             # keep the probability (whisper.transcribe only returns the winning code).
             lang, prob, top = self._detect_openai_whisper(samples)
+            rejection = self._accept(lang, prob, top, accept, min_probability)
+            if rejection:
+                return [], lang, prob, top, rejection
         result = whisper.transcribe(
             model, samples, verbose=None, language=lang, task=task, beam_size=c.beam_size, best_of=c.best_of,
+            temperature=c.temperature, compression_ratio_threshold=c.compression_ratio_threshold,
             fp16=fp16, condition_on_previous_text=c.condition_on_previous_text,
             no_speech_threshold=c.no_speech_threshold, logprob_threshold=c.log_prob_threshold,
             initial_prompt=c.initial_prompt,
         )
-        segments = [(float(s["start"]), float(s["end"]), s["text"].strip()) for s in result["segments"]]
-        return result["text"], segments, lang, prob, top
+        decoded = [DecodedSegment(float(s["start"]), float(s["end"]), s["text"], float(s["avg_logprob"]),
+                                  float(s["no_speech_prob"]), float(s["compression_ratio"])) for s in result["segments"]]
+        return decoded, lang, prob, top, ""
 
 
 # ------------------------------------------------------------------- Whisper encoder features

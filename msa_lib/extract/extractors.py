@@ -38,13 +38,17 @@ def _first_dim(records: Sequence[dict], key: str, default: int) -> int:
 class TranscriptText(BuiltinExtractor):
     """ASR transcript (unless the manifest gives one) -> text-encoder token states and pooled vector.
 
-    Whisper detects the language per clip, restricted to ``cfg.supported_languages``; the record gets
-    the transcript, language, their sources and the ASR segments."""
+    Whisper detects the language per clip; only speech whose most likely language is one of
+    ``cfg.supported_languages`` (p >= ``cfg.min_language_probability``) is transcribed. Other speech,
+    or a detection too uncertain to tell, leaves the text modality missing with the reason and the
+    detected language (``language_supported`` False): a language is never forced onto it. The record
+    gets the transcript, language, their sources, the ASR segments and the segments dropped as
+    unreliable."""
 
     name = "text"
     modality = "text"
     outputs = ("text", "text_pooled")
-    record_keys = ("tokens",)
+    record_keys = ("tokens", "language_supported", "top_languages", "dropped_segments")
     config_field = "text"
 
     def transcriber(self, cfg, language: str | None = None):
@@ -83,16 +87,24 @@ class TranscriptText(BuiltinExtractor):
             return
         language = record["language"]  # the manifest's (None: detect) until ASR sets it
         asr = self.transcriber(cfg, language)
-        result = clip.timed("asr", asr.transcribe, clip.samples)
+        result = clip.timed("asr", asr.transcribe, clip.samples,
+                            accept_languages=None if language else cfg.supported_languages,
+                            min_language_probability=cfg.min_language_probability)
+        record["dropped_segments"] = [tuple(s) for s in result.dropped_segments]
         if not language:
-            result, source = clip.timed("asr", restrict_language, asr, clip.samples, result, cfg.supported_languages)
-            record["language_source"] = source
-        if result.has_speech and result.text:
+            record["top_languages"] = [tuple(t) for t in result.top_languages]
+        if not result.language_supported:
+            record.update(language=result.language, language_probability=result.language_probability,
+                          language_source="detected (not supported)", language_supported=False)
+            clip.missing("text", result.language_rejection)
+        elif result.has_speech and result.text:
             record.update(transcript=normalize_transcript(result.text), transcript_source="asr",
                           language=result.language, language_probability=result.language_probability,
-                          segments=[tuple(s) for s in result.segments])
+                          language_source=record["language_source"] if language else "detected",
+                          language_supported=True, segments=[tuple(s) for s in result.segments])
         else:
-            clip.missing("text", "no speech detected")
+            clip.missing("text", f"no speech detected: {result.no_speech_reason}" if result.no_speech_reason
+                         else "no speech detected")
 
     def specs(self, cfg, records):
         dim = _first_dim(records, "text", 384)
@@ -101,21 +113,6 @@ class TranscriptText(BuiltinExtractor):
         return {"text": ModalitySpec(dim, names, {"embedding": list(range(dim))}, "sequence", None, text_settings),
                 "text_pooled": ModalitySpec(dim, names, {"embedding": list(range(dim))}, "utterance", None,
                                             text_settings)}
-
-
-def restrict_language(asr, samples, result, supported: Sequence[str]):
-    """Whisper sometimes names a language outside the corpus (e.g. ``ja`` for short Mandarin). When the
-    detected language is not supported, take the most probable supported one and decode again."""
-    if not supported or result.language in supported or not result.has_speech:
-        return result, "detected"
-    ranked = [lang for lang, _ in result.top_languages if lang in supported]
-    if not ranked:
-        lang, _, top = asr.detect_language(samples)
-        ranked = [lang for lang, _ in top if lang in supported] or list(supported)
-    forced = ranked[0]
-    again = asr.transcribe(samples, language=forced)
-    again.language_probability = dict(result.top_languages).get(forced)
-    return again, f"restricted (detected {result.language})"
 
 
 # ------------------------------------------------------------------------------------------ audio
@@ -242,8 +239,7 @@ class FaceFeatures(BuiltinExtractor):
                                         "max_side": cfg.media.max_side})}
 
 
-__all__ = ["BuiltinExtractor", "TranscriptText", "ProsodyAudio", "WhisperEncoderAudio", "EgemapsAudio", "FaceFeatures",
-           "restrict_language"]
+__all__ = ["BuiltinExtractor", "TranscriptText", "ProsodyAudio", "WhisperEncoderAudio", "EgemapsAudio", "FaceFeatures"]
 
 # Representations with a module of their own, imported here so that every process that loads the
 # built-ins (worker processes included) registers them too, after the classes above.

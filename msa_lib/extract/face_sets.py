@@ -23,6 +23,7 @@ import json
 import pickle
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -33,6 +34,7 @@ from msa_lib.data.faces import read_grey_image
 from msa_lib.data.io import atomic_pickle
 from msa_lib.extract.blendshapes import BLENDSHAPE_NAMES, FACE_LANDMARKER_SHA256, BlendshapeConfig, \
     BlendshapeExtractor, prepare_small_image
+from msa_lib.extract.pipeline import VIDEO_SUFFIXES
 from msa_lib.extract.visual import VisualFeatureConfig, visual_feature_names
 
 __all__ = ["FaceSetConfig", "FaceSetFeatures", "face_set_features", "REPRESENTATIONS", "VISUAL_GROUPS"]
@@ -53,10 +55,14 @@ class FaceSetConfig:
                                                                                      allow_no_face=True))
     progress: bool = False
 
-    def cache_settings(self) -> dict:
+    def cache_settings(self, videos: bool = True) -> dict:
+        """What changes the features (of videos, or of images: then the video sampling is irrelevant)."""
         d = asdict(self)
         d.pop("progress")
         d["visual"].pop("num_threads", None)
+        if not videos:
+            d.pop("video_fps")
+            d.pop("video_max_side")
         return {**d, "blendshape_model": FACE_LANDMARKER_SHA256, "version": CACHE_VERSION}
 
 
@@ -148,12 +154,13 @@ def _extract_item(path: str, is_video: bool, cfg: FaceSetConfig, blend: Blendsha
 
 
 def face_set_features(dataset: str, table: pd.DataFrame, config: FaceSetConfig | None = None) -> FaceSetFeatures:
-    """Every representation of every item of ``table`` (a :mod:`msa_lib.data.faces` loader's rows;
-    ``dataset``: ``"ckplus"`` images or ``"mead"`` videos)."""
+    """Every representation of every item of ``table`` (a :mod:`msa_lib.data.faces` loader's rows:
+    image files are one frame, video files are sampled at ``video_fps``); ``dataset`` names the cache."""
     from msa_lib.extract.visual import FaceFeatureExtractor
 
     cfg = config or FaceSetConfig()
-    settings = cfg.cache_settings()
+    is_video = [Path(p).suffix.lower() in VIDEO_SUFFIXES for p in table["path"]]
+    settings = cfg.cache_settings(videos=any(is_video))
     key = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
     path = cache_dir() / "features" / f"faces-{dataset}-{key}.pkl"
     cache: dict = {}
@@ -163,7 +170,6 @@ def face_set_features(dataset: str, table: pd.DataFrame, config: FaceSetConfig |
                 cache = pickle.load(fh)
         except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError):
             cache = {}  # a damaged cache is rebuilt
-    is_video = dataset == "mead"
     digests = [_digest(p) for p in table["path"]]
     todo = [i for i, d in enumerate(digests) if d not in cache]
     started = time.perf_counter()
@@ -175,7 +181,7 @@ def face_set_features(dataset: str, table: pd.DataFrame, config: FaceSetConfig |
                                                   pad_fraction=cfg.pad_fraction)) as blend, \
                 FaceFeatureExtractor(cfg.visual) as face:
             for i in tqdm(todo, desc=f"faces {dataset}", disable=not cfg.progress):
-                cache[digests[i]] = _extract_item(table["path"].iloc[i], is_video, cfg, blend, face)
+                cache[digests[i]] = _extract_item(table["path"].iloc[i], is_video[i], cfg, blend, face)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_pickle(cache, path)
     seconds = time.perf_counter() - started

@@ -299,6 +299,8 @@ def extract_frames(
     Returns ``(frames, timestamps)``: an ``N x H x W x 3`` uint8 array and the presentation time of
     each frame in seconds (relative to the start of the file, plus ``start`` when cutting).
     ``max_frames`` caps the count; ``info`` from an earlier :func:`probe` saves an ffprobe run.
+    A video shorter than one sampling interval that the ``fps`` filter samples no frame of gives its
+    first frame.
     """
     ffmpeg, _ = check_ffmpeg()
     info = info if info is not None else probe(path)
@@ -329,6 +331,11 @@ def extract_frames(
         raise MediaError(f"cannot decode the video of {p} (ffmpeg: {_last_lines(errors)})", clip=p)
     frame_bytes = w * h * 3
     n = len(proc.stdout) // frame_bytes
+    if n == 0 and fps is not None:
+        # a clip shorter than the sampler's first tick (e.g. 0.2 s at 2 fps) has frames all the same:
+        # keep its first one instead of reporting an empty video
+        return extract_frames(path, fps=None, max_side=max_side, start=start, duration=duration, max_frames=1,
+                              timeout_s=timeout_s, info=info)
     if n == 0:
         raise MediaError(f"the video stream of {p} decoded to zero frames (empty or corrupt video)", clip=p)
     if not max_frames:

@@ -62,7 +62,8 @@ from msa_lib.extract.visual import VisualFeatureConfig
 
 log = get_logger("extract")
 
-PIPELINE_VERSION = 2  # bump when the per-clip output changes: invalidates cached clips
+PIPELINE_VERSION = 3  # bump when the per-clip output changes: invalidates cached clips (3: language gate,
+# unreliable ASR segments dropped, deterministic decoding)
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".flv", ".mpg", ".mpeg"}
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac"}
 
@@ -79,7 +80,10 @@ class ExtractConfig:
     # settings of extractors that have no ExtractConfig field of their own, by name (default: their
     # config_class()); part of the cache key when the extractor is selected
     extractor_settings: dict = field(default_factory=dict)
-    supported_languages: tuple[str, ...] = ("zh", "en")  # detection is restricted to these (restrict_language)
+    # speech is transcribed only when the detector's most likely language is one of these with at least
+    # this probability; other speech leaves the text modality missing (never a forced language)
+    supported_languages: tuple[str, ...] = ("zh", "en")
+    min_language_probability: float = 0.5
     label_scale: str = "sims"  # manifest labels are scores in [-1, 1] ("mosi": [-3, 3])
     split: str = "test"  # split given to the clips (a manifest ``split`` column overrides)
     media: MediaConfig = field(default_factory=MediaConfig)
@@ -105,6 +109,8 @@ class ExtractConfig:
             check_selection(modality, getattr(self, selection))
         if self.label_scale not in ("sims", "mosi"):
             raise ValueError(f"label_scale must be 'sims' or 'mosi', got {self.label_scale!r}")
+        if not 0 <= self.min_language_probability <= 1:
+            raise ValueError(f"min_language_probability must be in [0, 1], got {self.min_language_probability}")
 
     def settings_for_cache(self) -> dict:
         """Everything that changes a clip's output (not workers, executor or cache location).

@@ -60,6 +60,30 @@ def fuse(scores: dict[str, float | None], weights: dict[str, float]) -> dict:
             "missing": missing}
 
 
+def check_clip_paths(paths) -> tuple[list, list, list]:
+    """``(paths, results, clips)``: the inputs as a list, an error result for every path that is not a
+    readable file (``None`` for the others), and ``(index, ClipInput)`` of the readable ones."""
+    from msa_lib.extract.pipeline import ClipInput
+
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    paths = list(paths)
+    results: list[dict | None] = [None] * len(paths)
+    clips = []
+    for i, p in enumerate(paths):
+        path = Path(p).expanduser()
+        base = {"clip": str(p), "path": str(path)}
+        if not path.exists():
+            results[i] = {**base, "status": "error", "error": f"{p}: file not found"}
+        elif path.is_dir():
+            results[i] = {**base, "status": "error", "error": f"{p}: is a folder, expected a video or audio file"}
+        elif not os.access(path, os.R_OK):
+            results[i] = {**base, "status": "error", "error": f"{p}: file is not readable (permission denied)"}
+        else:
+            clips.append((i, ClipInput(str(path), f"clip{i:04d}")))
+    return paths, results, clips
+
+
 class Predictor:
     def __init__(self, model_dir: Path, config: dict, text: dict, audio: dict, use_cache: bool = False,
                  fps: float | None = None):
@@ -150,24 +174,10 @@ class Predictor:
     def predict(self, paths: Sequence[str | os.PathLike] | str | os.PathLike, progress: bool = False) -> list[dict]:
         """One dict per input path, in input order (see the module docstring)."""
         from msa_lib.extract.errors import MissingToolError
-        from msa_lib.extract.pipeline import ClipInput, extract
+        from msa_lib.extract.pipeline import extract
 
-        if isinstance(paths, (str, os.PathLike)):
-            paths = [paths]
         started = time.perf_counter()
-        results: list[dict | None] = [None] * len(paths)
-        clips = []
-        for i, p in enumerate(paths):
-            path = Path(p).expanduser()
-            base = {"clip": str(p), "path": str(path)}
-            if not path.exists():
-                results[i] = {**base, "status": "error", "error": f"{p}: file not found"}
-            elif path.is_dir():
-                results[i] = {**base, "status": "error", "error": f"{p}: is a folder, expected a video or audio file"}
-            elif not os.access(path, os.R_OK):
-                results[i] = {**base, "status": "error", "error": f"{p}: file is not readable (permission denied)"}
-            else:
-                clips.append((i, ClipInput(str(path), f"clip{i:04d}")))
+        paths, results, clips = check_clip_paths(paths)
         if clips:
             if not self._loaded:
                 try:

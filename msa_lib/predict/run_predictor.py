@@ -59,20 +59,11 @@ class RunPredictor:
         """One dict per input path, in input order: ``status``, ``label`` (class name; for regression the
         5-class SNEG..SPOS label of the score), ``score`` (regression), ``confidence`` and ``probabilities``
         (class tasks), ``missing`` (modalities the clip did not give). Bad files get ``status = "error"``."""
-        from msa_lib.extract.pipeline import ClipInput, extract
+        from msa_lib.extract.pipeline import extract
+        from msa_lib.predict.predictor import check_clip_paths
 
-        if isinstance(paths, (str, os.PathLike)):
-            paths = [paths]
         started = time.perf_counter()
-        results: list[dict | None] = [None] * len(paths)
-        clips = []
-        for i, p in enumerate(paths):
-            path = Path(p).expanduser()
-            if not path.is_file():
-                results[i] = {"clip": str(p), "status": "error",
-                              "error": f"{p}: " + ("is a folder, expected a clip" if path.is_dir() else "file not found")}
-            else:
-                clips.append((i, ClipInput(str(path), f"clip{i:04d}")))
+        paths, results, clips = check_clip_paths(paths)
         if clips:
             ds = extract([c for _, c in clips], self.extract_config, progress=progress, name="predict")
             rows = {cid: k for k, cid in enumerate(ds.ids)}

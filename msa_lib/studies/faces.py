@@ -13,11 +13,12 @@ fear, sadness; neutral and surprise left out, :data:`msa_lib.data.faces.VALENCE`
 hyper-parameters chosen by grouped cross-validation *inside the training fold* (GridSearchCV over
 subjects / speakers), refit on the whole training fold and scored once on the test fold. Classifiers
 learn from frames (a CK+ image is one frame; a MEAD video contributes its sampled face frames, each
-with the clip's label); an item's prediction is the mean of its frames' class probabilities.
+with the clip's label); an item's prediction is the argmax (valence: the sign) of the mean over its
+frames of the classifier's decision values, which for one frame is the classifier's own prediction.
 
 Metrics per fold: ``acc_expression`` (accuracy over all classes), ``f1_macro_expression``,
-``bacc_valence`` (balanced accuracy of P(positive) >= 0.5 on the valence items) and ``auc_valence``
-(ROC AUC of P(positive)); the summary is their mean ± std over folds.
+``bacc_valence`` (balanced accuracy of the valence decision on the valence items) and ``auc_valence``
+(ROC AUC of the valence score); the summary is their mean ± std over folds.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ import pandas as pd
 from msa_lib.core.utils import get_logger
 from msa_lib.data.faces import emotions_of, load_ckplus, load_mead
 from msa_lib.evaluate.metrics import accuracy, binary_metrics, confusion, f1_macro, roc_auc
-from msa_lib.evaluate.results import summarize
+from msa_lib.evaluate.results import format_mean_std, summarize
 from msa_lib.extract.blendshapes import BLENDSHAPE_AUS
 from msa_lib.extract.face_sets import FaceSetConfig, FaceSetFeatures, face_set_features
 
@@ -109,12 +110,12 @@ def make_search(classifier: str, inner_folds: int, cfg: FaceEvalConfig, balanced
 
     weight = "balanced" if balanced else None
     if classifier == "logreg":
-        est = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, class_weight=weight,
-                                                                 random_state=cfg.seed))
+        # newton-cg: a few exact steps on these small standardised problems, several times faster than lbfgs
+        est = make_pipeline(StandardScaler(), LogisticRegression(solver="newton-cg", max_iter=1000,
+                                                                 class_weight=weight, random_state=cfg.seed))
         grid = {"logisticregression__C": list(cfg.logreg_c)}
     elif classifier == "svm_rbf":
-        est = make_pipeline(StandardScaler(), SVC(kernel="rbf", gamma="scale", probability=True,
-                                                  class_weight=weight, random_state=cfg.seed))
+        est = make_pipeline(StandardScaler(), SVC(kernel="rbf", gamma="scale", class_weight=weight))
         grid = {"svc__C": list(cfg.svm_c)}
     else:
         raise ValueError(f"unknown classifier {classifier!r}; choose from {CLASSIFIERS}")
@@ -123,8 +124,10 @@ def make_search(classifier: str, inner_folds: int, cfg: FaceEvalConfig, balanced
 
 
 def _fit_predict(classifier, cfg, X, y, groups, item, train_items, test_items, n_classes, balanced):
-    """Fit on the frames of ``train_items`` (grouped inner CV), return (per test item: mean class
-    probabilities over its frames, chosen hyper-parameters)."""
+    """Fit on the frames of ``train_items`` (grouped inner CV), return (per test item: the mean over its
+    frames of the decision values, one per class (binary: one value, > 0 = positive), NaN without a
+    face frame; the chosen hyper-parameters). On one frame the argmax / sign is the classifier's own
+    prediction."""
     tr = np.isin(item, train_items)
     inner = min(cfg.inner_folds, len(np.unique(groups[tr])))
     search = make_search(classifier, inner, cfg, balanced)
@@ -132,15 +135,23 @@ def _fit_predict(classifier, cfg, X, y, groups, item, train_items, test_items, n
         warnings.simplefilter("ignore")  # lbfgs convergence notes at the largest C of the grid
         search.fit(X[tr], y[tr], groups=groups[tr])
     classes = list(search.classes_)
-    probs = np.full((len(test_items), n_classes), np.nan)
+    binary = n_classes == 2
+    if binary and classes != [0, 1]:
+        raise ValueError(f"valence training data must hold both classes, got {classes}")
+    if not binary and len(classes) < n_classes:  # a class absent from a small training fold: never predicted
+        log.warning("training fold lacks classes %s", sorted(set(range(n_classes)) - set(classes)))
+    out = np.full((len(test_items), 1 if binary else n_classes), np.nan)
     for k, i in enumerate(test_items):
         rows = item == i
         if rows.any():
-            p = search.predict_proba(X[rows]).mean(axis=0)
-            probs[k] = 0.0
-            probs[k, classes] = p
+            d = np.asarray(search.decision_function(X[rows]), np.float64)
+            if binary:
+                out[k, 0] = d.mean()
+            else:
+                out[k] = -np.inf
+                out[k, classes] = d.mean(axis=0)
     params = {k.split("__")[-1]: v for k, v in search.best_params_.items()}
-    return probs, params
+    return out, params
 
 
 # ---------------------------------------------------------------------------------------- evaluation
@@ -181,9 +192,9 @@ def evaluate_set(fs: FaceSetFeatures, cfg: FaceEvalConfig | None = None) -> tupl
                 keep_v = v >= 0
                 p_val, params_val = _fit_predict(classifier, cfg, X[keep_v], v[keep_v], g[keep_v], item[keep_v],
                                                  tr_val, te_val, 2, True)
-                found = np.isfinite(p_expr).all(axis=1)
-                pred = np.where(found, np.nanargmax(np.nan_to_num(p_expr, nan=-1), axis=1), -1)
-                pos = p_val[:, 1]
+                found = ~np.isnan(p_expr).any(axis=1)
+                pred = np.where(found, np.argmax(np.nan_to_num(p_expr, nan=-np.inf), axis=1), -1)
+                pos = p_val[:, 0]  # mean decision value of the positive class
                 vfound = np.isfinite(pos)
                 yv = valence[te_val][vfound]
                 row = {"dataset": fs.dataset, "representation": rep_name, "classifier": classifier, "fold": fold,
@@ -193,7 +204,7 @@ def evaluate_set(fs: FaceSetFeatures, cfg: FaceEvalConfig | None = None) -> tupl
                        "f1_macro_expression": f1_macro(labels[te][found], pred[found], list(range(len(emotions))))
                        if found.any() else float("nan"),
                        "n_valence_test": int(vfound.sum()),
-                       "bacc_valence": binary_metrics(yv, (pos[vfound] >= 0.5).astype(int))["balanced_acc"]
+                       "bacc_valence": binary_metrics(yv, (pos[vfound] > 0).astype(int))["balanced_acc"]
                        if vfound.any() else float("nan"),
                        "auc_valence": roc_auc(yv, pos[vfound]) if vfound.any() else float("nan"),
                        "params_expression": str(params_expr), "params_valence": str(params_val),
@@ -204,7 +215,7 @@ def evaluate_set(fs: FaceSetFeatures, cfg: FaceEvalConfig | None = None) -> tupl
                     preds.append({"dataset": fs.dataset, "representation": rep_name, "classifier": classifier,
                                   "fold": fold, "id": fs.table["id"].iloc[i], "group": groups_item[i],
                                   "true": int(labels[i]), "pred": int(pred[k]), "valence": int(valence[i]),
-                                  "p_positive": float(vmap.get(i, np.nan))})
+                                  "valence_score": float(vmap.get(i, np.nan))})
                 log.info("%s %s %s fold %d: acc %.3f bacc_valence %.3f (%.1f s)", fs.dataset, rep_name, classifier,
                          fold, row["acc_expression"], row["bacc_valence"], row["seconds"])
     return pd.DataFrame(rows), pd.DataFrame(preds)
@@ -224,6 +235,8 @@ def summarize_face_eval(frame: pd.DataFrame) -> pd.DataFrame:
     """Mean ± std over folds per dataset, representation and classifier (sorted best first per dataset)."""
     out = summarize(frame, ["dataset", "representation", "classifier"], metrics=list(METRICS), seed_col="fold")
     out = out.rename(columns={"n_seeds": "n_folds"})
+    for metric in METRICS:  # every metric here is a fraction: show them all as percentages
+        out[metric] = [format_mean_std(m, s, percent=True) for m, s in zip(out[f"{metric}_mean"], out[f"{metric}_std"])]
     return out.sort_values(["dataset", "acc_expression_mean"], ascending=[True, False]).reset_index(drop=True)
 
 

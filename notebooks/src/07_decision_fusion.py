@@ -24,6 +24,8 @@
 # | `audio_whisper` | Whisper-base encoder states of one layer, pooled over time | the project's Whisper encoder, layer and pooling chosen on validation actors |
 # | `audio` | `audio_whisper` and `audio_prosody` side by side | the audio branch that is fused with the face |
 # | `visual_au` | 35 OpenFace action units (clip means) of `au_mfcc.pkl` | shipped; joined to the recordings by clip name |
+#
+# The visual branch keeps the shipped OpenFace action units: no RAVDESS video is available here, so the project's own face features (MediaPipe blendshapes, landmarks, HoG, FER; measured on CK+ and MEAD in notebook `10_faces`) cannot be computed for these clips.
 
 # %% tags=["parameters"]
 smoke = False
