@@ -18,6 +18,13 @@ frames decoded in the background); ``naive`` = openai-whisper fp32, every frame,
 ``transcribe`` encodes the first 30-s window twice), sequential decoding, and the frame rate.
 The target (issue 3): default <= 0.5 wall s per video s on 2 CPU cores and >= 2x faster than naive.
 
+Cold, start-up included (issue 19, item 10; ``--cold-only`` runs just this part into
+``reports/benchmarks/extract_cold.json``): ``msa extract`` of a 61-s clip (the shipped 12.3-s MOSI clip
+looped with ffmpeg) in a fresh process, whole-process wall seconds per second of video (target <= 0.5),
+beside the previous start-up (every model loaded one after another, text encoder through
+transformers) and the code of the commit before the change (``git archive`` into a temporary folder);
+and the same three on four 15-s cuts with ``--workers 1`` and ``--workers 2``.
+
 The settings run interleaved (clip by clip, in a rotating order, ``--repeat`` rounds, fastest run per
 clip) so that a change in the machine's load hits them alike. The load average is recorded with every
 run, and CPU seconds (this process's threads + its ffmpeg children) next to wall seconds: other
@@ -41,7 +48,7 @@ if str(PROJECT_ROOT) not in sys.path:
 
 import _machine  # noqa: E402
 from _machine import load_average  # noqa: E402
-from msa_lib.extract.asr import ASRConfig, Transcriber, _top  # noqa: E402
+from msa_lib.extract.asr import ASRConfig, DecodedSegment, Transcriber, _top  # noqa: E402
 from msa_lib.extract.executors import threads_per_worker  # noqa: E402
 from msa_lib.extract.media import MediaConfig, extract_audio, extract_frames, probe  # noqa: E402
 from msa_lib.extract.pipeline import (  # noqa: E402
@@ -92,19 +99,21 @@ def faster_whisper_as_shipped():
     twice): the behaviour before ``Transcriber`` reused the detection pass."""
     original = Transcriber._run_faster_whisper
 
-    def stock(self, samples, task, forced):
+    def stock(self, samples, task, forced, accept=None, min_probability=0.5):
         c = self.config
         segments, info = self.model.transcribe(
             samples, language=forced, task=task, beam_size=c.beam_size, best_of=c.best_of,
+            temperature=list(c.temperature), compression_ratio_threshold=c.compression_ratio_threshold,
             vad_filter=c.vad_filter, condition_on_previous_text=c.condition_on_previous_text,
             no_speech_threshold=c.no_speech_threshold, log_prob_threshold=c.log_prob_threshold,
             initial_prompt=c.initial_prompt)
-        segs = list(segments)
-        text = "".join(s.text for s in segs)
-        spans = [(float(s.start), float(s.end), s.text.strip()) for s in segs]
+        decoded = [DecodedSegment(float(s.start), float(s.end), s.text, float(s.avg_logprob), float(s.no_speech_prob),
+                                  float(s.compression_ratio)) for s in segments]
         if forced is not None:
-            return text, spans, forced, None, []
-        return text, spans, info.language, float(info.language_probability), _top(info.all_language_probs or [])
+            return decoded, forced, None, [], ""
+        top = _top(info.all_language_probs or [])
+        rejection = Transcriber._accept(info.language, info.language_probability, top, accept, min_probability)
+        return decoded, info.language, float(info.language_probability), top, rejection
 
     Transcriber._run_faster_whisper = stock
     try:
@@ -266,6 +275,121 @@ def machine_info(threads: int) -> dict:
                   "numpy": numpy.__version__, "ffmpeg": ffmpeg[0] if ffmpeg else None})
 
 
+# ----------------------------------------------------------------------------------------- cold
+COLD_TARGET_S_PER_S = 0.5
+BEFORE_COMMIT = "9326d6c"  # the commit before the start-up work of issue 19 (item 10)
+
+PREVIOUS_SCRIPT = """
+import sys
+from dataclasses import replace
+from msa_lib.extract.pipeline import ExtractConfig, extract, init_worker, load_models, threads_per_worker
+out, workers, clips = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+base = ExtractConfig(use_cache=False, workers=workers)
+cfg = replace(base, text=replace(base.text, runtime="torch"))  # the text encoder through transformers
+if workers <= 1:  # the previous start-up: every model, one after another, before the first clip
+    init_worker(threads_per_worker(1))
+    load_models(cfg)
+ds = extract(clips, cfg, out=out, progress=False)
+print("CLIPS", len(ds))
+"""
+
+
+def _children_cpu_s() -> float:
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return kids.ru_utime + kids.ru_stime
+
+
+def export_commit(commit: str, out_dir: Path) -> Path:
+    """The files of ``commit`` in ``out_dir`` (``git archive``: reads the repository, changes nothing)."""
+    import subprocess
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(PROJECT_ROOT), "archive", commit], capture_output=True,
+                             check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(out_dir)], input=archive, check=True)
+    return out_dir
+
+
+def make_cold_clips(tmp: Path) -> tuple[Path, list[Path]]:
+    """A 61-s clip (the shipped 12.3-s MOSI clip looped) and four 15-s cuts of it."""
+    import subprocess
+
+    src = DATA_DIR / "clips" / "mosi_0h-zjBukYpk_2.mp4"
+    long_clip = tmp / "mosi_looped_61s.mp4"
+    enc = ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-c:a", "aac"]
+    subprocess.run(["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-stream_loop", "4", "-i", str(src), "-t", "61",
+                    *enc, str(long_clip)], check=True)
+    cuts = []
+    for i in range(4):
+        cut = tmp / f"mosi_looped_cut{i}.mp4"
+        subprocess.run(["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-ss", f"{15 * i}", "-i", str(long_clip),
+                        "-t", "15", *enc, str(cut)], check=True)
+        cuts.append(cut)
+    return long_clip, cuts
+
+
+def cold_extract(variant: str, code_root: Path, clips: list[Path], workers: int, out: Path) -> dict:
+    """One fresh process extracting ``clips`` (start-up included): wall and CPU seconds, load averages."""
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": str(code_root), "MSA_CACHE_DIR": str(PROJECT_ROOT / ".cache")}
+    if variant == "previous loading":
+        cmd = [sys.executable, "-c", PREVIOUS_SCRIPT, str(out), str(workers), *map(str, clips)]
+    else:  # the command a user runs
+        cmd = [sys.executable, "-m", "msa_lib.app.cli", "extract", *map(str, clips), "--out", str(out),
+               "--no-cache", "--quiet", "--workers", str(workers)]
+    load_before = load_average()
+    cpu0 = _children_cpu_s()
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=code_root, env=env, capture_output=True, text=True)  # cwd: that code's msa_lib
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        return {"ok": False, "error": (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]}
+    return {"ok": True, "wall_s": round(wall, 3), "cpu_s": round(_children_cpu_s() - cpu0, 3),
+            "load_average_before": load_before, "load_average_after": load_average()}
+
+
+def run_cold(rounds: int, before: str | None) -> dict:
+    """Cold ``msa extract`` of the 61-s clip and of four 15-s clips with 1 and 2 workers, three start-ups."""
+    import statistics
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="bench_extract_cold_") as tmp_name:
+        tmp = Path(tmp_name)
+        long_clip, cuts = make_cold_clips(tmp)
+        video_long = probe(long_clip).duration
+        video_cuts = sum(probe(c).duration for c in cuts)
+        variants = {"default": PROJECT_ROOT, "previous loading": PROJECT_ROOT}
+        if before:
+            variants[f"before (git {before})"] = export_commit(before, tmp / "before")
+        jobs = [(name, "61-s clip, 1 worker", [long_clip], 1, video_long) for name in variants]
+        jobs += [(name, f"4 x 15-s clips, {w} worker{'s' * (w > 1)}", cuts, w, video_cuts)
+                 for w in (1, 2) for name in variants]
+        runs: dict[tuple[str, str], list[dict]] = {(j[0], j[1]): [] for j in jobs}
+        for round_ in range(rounds):
+            order = jobs[round_ % len(jobs):] + jobs[: round_ % len(jobs)]
+            for name, case, clips, workers, _ in order:
+                runs[(name, case)].append(cold_extract(name, variants[name], clips, workers, tmp / "out.npz"))
+                last = runs[(name, case)][-1]
+                print(f"  cold {case:<26} {name:<24} {last.get('wall_s', last.get('error'))} s "
+                      f"(load {load_average()})", flush=True)
+        table = []
+        for name, case, _, workers, video_s in jobs:
+            ok = [r for r in runs[(name, case)] if r["ok"]]
+            row = {"case": case, "start_up": name, "workers": workers, "video_s": round(video_s, 3),
+                   "runs": runs[(name, case)]}
+            if ok:
+                wall = statistics.median(r["wall_s"] for r in ok)
+                row.update(wall_s=round(wall, 3), wall_s_per_video_s=round(wall / video_s, 4),
+                           cpu_s=round(statistics.median(r["cpu_s"] for r in ok), 3),
+                           load_average_1min_mean=round(statistics.mean(r["load_average_before"][0] for r in ok), 2))
+            table.append(row)
+    default_long = next(r for r in table if r["start_up"] == "default" and r["case"].startswith("61"))
+    return {"rounds": rounds, "clip": "data/clips/mosi_0h-zjBukYpk_2.mp4 looped to 61 s (ffmpeg -stream_loop 4)",
+            "results": table, "target_wall_s_per_video_s": COLD_TARGET_S_PER_S,
+            "target_met": default_long.get("wall_s_per_video_s", 1e9) <= COLD_TARGET_S_PER_S}
+
+
 # ----------------------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -278,7 +402,26 @@ def main(argv=None) -> int:
                         help="rounds over all settings and clips; per clip the fastest run counts (default 2, --quick 1)")
     parser.add_argument("--threads", type=int, default=threads_per_worker(1),
                         help="torch threads (CTranslate2 uses min(4, cores)); default: the pipeline's own")
+    parser.add_argument("--cold-only", action="store_true",
+                        help="only the cold start-up runs (-> reports/benchmarks/extract_cold.json)")
+    parser.add_argument("--cold-rounds", type=int, default=1, help="rounds of the cold runs (median)")
+    parser.add_argument("--before", default=BEFORE_COMMIT, help="commit measured beside the cold runs ('' to skip)")
     args = parser.parse_args(argv)
+
+    if args.cold_only:
+        result = {"command": " ".join([Path(sys.executable).name, *sys.argv]),
+                  "started": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine_info(min(4, os.cpu_count() or 1)),
+                  "load_average_start": load_average(), "cold": run_cold(args.cold_rounds, args.before or None)}
+        result["load_average_end"] = load_average()
+        rows = {(r["case"], r["start_up"]): r for r in result["cold"]["results"]}
+        result["headline"] = {
+            f"extract cold: {case}, {name}, wall s per video s": row.get("wall_s_per_video_s", "failed")
+            for (case, name), row in rows.items()}
+        out = project_path(args.out or BENCHMARKS_DIR / "extract_cold.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2, ensure_ascii=False))
+        print(f"-> {out}")
+        return 0
 
     args.repeat = args.repeat or (1 if args.quick else 2)
     init_worker(args.threads)  # what extract() does for one worker
@@ -302,6 +445,8 @@ def main(argv=None) -> int:
         result["decode_only"] = decode_only(clips, durations, (2.0, 5.0, 10.0, None), args.repeat)
         print("decode only:", {k: v["s_per_video_s"] for k, v in result["decode_only"].items()}, flush=True)
     result["settings"] = run_interleaved(grid, clips, durations, args.repeat)
+    if not args.quick:
+        result["cold"] = run_cold(args.cold_rounds, args.before or None)
     for row in result["settings"]:
         print(f"{row['name']:<56} {row['wall_s_per_video_s']:.3f} s/s (cpu {row['cpu_s_per_video_s']:.3f})  "
               + "  ".join(f"{k} {v:.3f}" for k, v in row["stages_s_per_video_s"].items())
@@ -328,6 +473,10 @@ def main(argv=None) -> int:
         "extract: speed-up vs naive (target >= %gx)" % TARGET_SPEEDUP: round(speedup, 2),
         "extract: load average during run": result["load_average_end"][0],
     }
+    if "cold" in result:
+        cold = next(r for r in result["cold"]["results"] if r["start_up"] == "default" and r["case"].startswith("61"))
+        result["headline"]["extract: cold 61-s clip incl. start-up, wall s per video s (target <= %g)"
+                           % COLD_TARGET_S_PER_S] = cold.get("wall_s_per_video_s")
     out = project_path(args.out or BENCHMARKS_DIR / ("extract_quick.json" if args.quick else "extract.json"))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".json.tmp")

@@ -142,3 +142,42 @@ def mix_at_snr(signal: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarr
     ps, pn = np.mean(signal.astype(np.float64) ** 2), np.mean(noise.astype(np.float64) ** 2)
     scale = np.sqrt(ps / (pn * 10 ** (snr_db / 10)))
     return (signal + scale * noise).astype(np.float32)
+
+
+# ------------------------------------------------------------------ real clips: cut, synthesise, mux
+def have_espeak() -> bool:
+    return shutil.which("espeak-ng") is not None
+
+
+def require_espeak() -> None:
+    import pytest
+
+    if not have_espeak():
+        pytest.skip("espeak-ng is not installed and could not be installed by scripts/setup.sh "
+                    "(apt-get install espeak-ng): no speech in a third language to test with")
+
+
+def cut_clip(src: str | Path, out_dir: str | Path, start: float, duration: float, name: str | None = None) -> Path:
+    """``duration`` seconds of a real clip from ``start``, re-encoded (frame-accurate cut)."""
+    out = Path(out_dir) / (name or f"{Path(src).stem}_{start:g}_{duration:g}s.mp4")
+    _run_ffmpeg(["-ss", f"{start}", "-i", str(src), "-t", f"{duration}", "-c:v", "libx264", "-preset", "ultrafast",
+                 "-pix_fmt", "yuv420p", "-c:a", "aac", str(out)])
+    return out
+
+
+def speak(text: str, out_dir: str | Path, voice: str = "fr", name: str | None = None, words_per_minute: int = 150) -> Path:
+    """``text`` spoken by espeak-ng (``voice`` e.g. ``fr``, ``de``) as a wav file."""
+    out = Path(out_dir) / (name or f"espeak_{voice}.wav")
+    proc = subprocess.run(["espeak-ng", "-v", voice, "-s", str(words_per_minute), "-w", str(out), text],
+                          capture_output=True, text=True)
+    if proc.returncode != 0 or not out.is_file():
+        raise RuntimeError(f"espeak-ng failed for voice {voice!r}: {proc.stderr}")
+    return out
+
+
+def mux_audio(video: str | Path, audio: str | Path, out_dir: str | Path, name: str | None = None) -> Path:
+    """``video``'s picture with ``audio`` as its sound track, as long as the shorter of the two."""
+    out = Path(out_dir) / (name or f"{Path(video).stem}_with_{Path(audio).stem}.mp4")
+    _run_ffmpeg(["-i", str(video), "-i", str(audio), "-map", "0:v:0", "-map", "1:a:0", "-c:v", "libx264",
+                 "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(out)])
+    return out

@@ -76,7 +76,7 @@ def expected_brightness(path, cfg: ExtractConfig, scale: float = 1.0) -> np.ndar
 
 def test_a_registered_representation_flows_through_extract_clip(brightness, clip):
     cfg = ExtractConfig(modalities=("vision",), face_features=("brightness",), use_cache=False)
-    assert [e.name for e in registered("vision")] == ["face", "brightness"]
+    assert [e.name for e in registered("vision")] == ["face", "blendshapes", "brightness"]
     assert set(load_models(cfg)) == {"brightness weights"}  # its load step, timed apart from the clip
     record = extract_clip((clip, cfg, None))
     assert record["status"] == "ok" and set(record["features"]) == {"vision_brightness"}
@@ -118,7 +118,7 @@ def test_the_cache_key_changes_only_when_the_representation_is_selected(brightne
 
 
 def test_selections_are_checked_against_the_registry():
-    with pytest.raises(ValueError, match=r"face_features must be among \('face',\).*'brightness'"):
+    with pytest.raises(ValueError, match=r"face_features must be among \('face', 'blendshapes'\).*'brightness'"):
         ExtractConfig(face_features=("brightness",))  # not registered here
     with pytest.raises(ValueError, match="audio_features must be among"):
         ExtractConfig(audio_features=("mfcc",))

@@ -45,7 +45,7 @@ def results(predictor, clips_dir, garbage_file, tmp_path_factory):
 
 
 def test_model_folder_is_complete(model_dir):
-    for name in ("config.json", "metrics.json", "MODEL_CARD.md", "text.npz", "audio.npz"):
+    for name in ("config.json", "metrics.json", "MODEL_CARD.md", "text.npz", "audio.npz", "face.npz"):
         assert (model_dir / name).is_file(), name
     metrics = json.loads((model_dir / "metrics.json").read_text())
     assert set(metrics["text"]["test"]) == {"en", "zh"}
@@ -116,13 +116,18 @@ def test_weights_and_labels():
 
 
 def test_face_score_skips_masked_frames(predictor):
-    cols = [0, 1, 2, 3, 4, 5, 6]  # angry, disgust, fear, happy, sad, surprise, neutral
-    happy = np.zeros(7)
-    happy[3] = 1.0
-    frames = np.stack([happy, np.full(7, np.nan), happy])
-    score, n = predictor.face_score(frames, cols)
-    assert score == pytest.approx(1.0) and n == 2
-    assert predictor.face_score(np.full((3, 7), np.nan), cols) == (None, 0)
+    from msa_lib.extract.blendshapes import BLENDSHAPE_NAMES
+    from msa_lib.predict.train_default import linear_proba
+
+    smile, frown = np.zeros(52), np.zeros(52)
+    smile[[BLENDSHAPE_NAMES.index("mouthSmileLeft"), BLENDSHAPE_NAMES.index("mouthSmileRight")]] = 0.9
+    frown[[BLENDSHAPE_NAMES.index("browDownLeft"), BLENDSHAPE_NAMES.index("browDownRight")]] = 0.8
+    frames = np.stack([smile, np.full(52, np.nan), frown])
+    score, n = predictor.face_score(frames)
+    expected = np.mean(2 * linear_proba(predictor.face, np.stack([smile, frown])) - 1)
+    assert score == pytest.approx(expected) and n == 2
+    assert predictor.face_score(frames[:1])[0] > predictor.face_score(frames[2:])[0]  # a smile scores higher
+    assert predictor.face_score(np.full((3, 52), np.nan)) == (None, 0)
 
 
 def test_cli_json(model_dir, clips_dir, capsys, tmp_path):

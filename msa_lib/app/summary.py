@@ -25,12 +25,17 @@ SECTIONS = (
      ("acc", "f1_macro")),
     ("ravdess_decision_fusion_summary.csv", "RAVDESS decision fusion, actors 21-24 held out, clean inputs "
      "(notebook 07)", ("branch_or_rule", "kind"), ("acc", "f1_macro")),
+    ("face_eval_summary.csv", "Faces, subject-independent: CK+ 5 folds by subject, MEAD leave one speaker out "
+     "(notebook 10; logistic-regression rows, the RBF-SVM rows are in the CSV; the ± is over the test folds, not "
+     "seeds)", ("dataset", "representation", "classifier", "n_folds"),
+     ("acc_expression", "bacc_valence", "auc_valence")),
 )
 
 
 # rows shown per summary file (the full tables stay in reports/results/)
 ROW_FILTERS = {"ravdess_decision_fusion_summary.csv": {"scenario": "clean"},
-               "cross_lingual_summary.csv": {"prior": "source"}}
+               "cross_lingual_summary.csv": {"prior": "source"},
+               "face_eval_summary.csv": {"classifier": "logreg"}}
 # benchmark files written without a "headline": the top-level keys to show
 FALLBACK_HEADLINES = {"predict": ("clip_seconds", "cold_s", "warm_s", "target_warm_s", "meets_target")}
 

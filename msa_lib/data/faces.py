@@ -24,7 +24,7 @@ from msa_lib.core.paths import DATA_DIR, project_path
 from msa_lib.data.schema import FeatureFormatError
 
 __all__ = ["CKPLUS_EMOTIONS", "MEAD_EMOTIONS", "VALENCE", "FACE_DATASETS", "load_ckplus", "load_mead",
-           "load_face_dataset", "read_grey_image", "valence_of"]
+           "load_face_dataset", "emotions_of", "read_grey_image", "valence_of"]
 
 FACES_DIR = DATA_DIR / "faces"
 CKPLUS_EMOTIONS = ("anger", "contempt", "disgust", "fear", "happy", "sadness", "surprise")

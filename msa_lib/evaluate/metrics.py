@@ -74,8 +74,8 @@ def mae(true_scores, pred_scores) -> float:
 
 def pearson_r(true_scores, pred_scores) -> float:
     t, p = _arr(true_scores).astype(float), _arr(pred_scores).astype(float)
-    if np.std(t) == 0 or np.std(p) == 0:
-        return float("nan")  # undefined for a constant series
+    if np.ptp(t) == 0 or np.ptp(p) == 0:
+        return float("nan")  # undefined for a constant series (ptp, not std: std of a constant can round to 1e-16)
     return float(pearsonr(t, p)[0])
 
 

@@ -39,6 +39,9 @@ crops) are upscaled to it (bicubic) and padded by ``pad_fraction`` of that side 
 tiny image to the border. Video frames are larger and pass unchanged.
 
 The main face: up to ``max_faces`` faces are found per frame and the largest (landmark box area) is kept.
+FaceLandmarker's built-in detector is short-range and misses small faces in wide frames (a speaker 50 px
+tall in a 640 px shot); for a frame where it finds none, MediaPipe's full-range face detector looks for
+the largest face and the landmarker runs on a crop around it (``detect_small_faces``).
 Cost: about 25 ms per frame on one core (detector + landmarks + blendshapes on every frame, no tracking:
 frames are independent, so results do not depend on the order or sampling rate).
 """
@@ -143,6 +146,11 @@ class BlendshapeConfig:
     min_face_detection_confidence: float = 0.5
     min_face_presence_confidence: float = 0.5
     max_faces: int = 2  # faces looked for per frame; the largest is the main face
+    # FaceLandmarker's own detector is short-range: it misses faces under ~60 px in a wide frame. When it
+    # finds none, MediaPipe's full-range face detector looks for one and the landmarker runs on a crop
+    # of crop_scale x its box.
+    detect_small_faces: bool = True
+    crop_scale: float = 2.0
     small_image_side: int = 192  # shorter sides below this are upscaled to it ...
     pad_fraction: float = 0.25  # ... and padded by this fraction of the side on each edge
     functionals: tuple[str, ...] = ("mean", "std", "p10", "p50", "p90")  # of the pooled clip vector
@@ -252,11 +260,12 @@ class BlendshapeExtractor:
     def __init__(self, cfg: BlendshapeConfig | None = None):
         self.cfg = cfg or BlendshapeConfig()
         self._landmarker = None
+        self._detector = None  # the full-range face detector of detect_small_faces, built on first need
         self.model_file: Path | None = None
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_landmarker"] = None
+        state["_landmarker"] = state["_detector"] = None
         return state
 
     def __enter__(self):
@@ -266,9 +275,10 @@ class BlendshapeExtractor:
         self.close()
 
     def close(self) -> None:
-        if self._landmarker is not None:
-            self._landmarker.close()
-        self._landmarker = None
+        for obj in (self._landmarker, self._detector):
+            if obj is not None:
+                obj.close()
+        self._landmarker = self._detector = None
 
     def load(self) -> "BlendshapeExtractor":
         if self._landmarker is not None:
@@ -295,6 +305,46 @@ class BlendshapeExtractor:
     def frame(self, image: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None, int]:
         """(52 scores, 478 x 3 landmarks in ``image`` pixels, number of faces) of one RGB/grey image;
         (None, None, 0) without a face."""
+        scores, points, count = self._landmark(image)
+        if scores is None and self.cfg.detect_small_faces:
+            scores, points, count = self._landmark_small_face(image)
+        return scores, points, count
+
+    def _small_face_box(self, rgb: np.ndarray):
+        """The largest face box (x0, y0, x1, y1, pixels) of MediaPipe's full-range face detector, or None."""
+        if self._detector is None:
+            import mediapipe as mp
+
+            self._detector = mp.solutions.face_detection.FaceDetection(
+                model_selection=1, min_detection_confidence=self.cfg.min_face_detection_confidence)
+        h, w = rgb.shape[:2]
+        boxes = []
+        for det in self._detector.process(rgb).detections or []:
+            bb = det.location_data.relative_bounding_box
+            x0, y0 = max(0.0, bb.xmin) * w, max(0.0, bb.ymin) * h
+            x1, y1 = min(1.0, bb.xmin + bb.width) * w, min(1.0, bb.ymin + bb.height) * h
+            if x1 - x0 >= 8 and y1 - y0 >= 8:
+                boxes.append((x0, y0, x1, y1))
+        return max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1])) if boxes else None
+
+    def _landmark_small_face(self, image: np.ndarray):
+        rgb = prepare_small_image(image, 0, 0.0)  # RGB uint8, unchanged size
+        box = self._small_face_box(rgb)
+        if box is None:
+            return None, None, 0
+        h, w = rgb.shape[:2]
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        half = max(box[2] - box[0], box[3] - box[1]) * self.cfg.crop_scale / 2
+        x0, y0 = int(max(0, np.floor(cx - half))), int(max(0, np.floor(cy - half)))
+        x1, y1 = int(min(w, np.ceil(cx + half))), int(min(h, np.ceil(cy + half)))
+        scores, points, count = self._landmark(rgb[y0:y1, x0:x1])
+        if points is not None:
+            points = points.copy()
+            points[:, 0] += x0
+            points[:, 1] += y0
+        return scores, points, count
+
+    def _landmark(self, image: np.ndarray):
         import mediapipe as mp
 
         self.load()

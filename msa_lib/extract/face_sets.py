@@ -55,6 +55,9 @@ class FaceSetConfig:
                                                                                      allow_no_face=True))
     progress: bool = False
 
+    def blendshape_config(self) -> BlendshapeConfig:
+        return BlendshapeConfig(small_image_side=self.small_image_side, pad_fraction=self.pad_fraction)
+
     def cache_settings(self, videos: bool = True) -> dict:
         """What changes the features (of videos, or of images: then the video sampling is irrelevant)."""
         d = asdict(self)
@@ -63,7 +66,8 @@ class FaceSetConfig:
         if not videos:
             d.pop("video_fps")
             d.pop("video_max_side")
-        return {**d, "blendshape_model": FACE_LANDMARKER_SHA256, "version": CACHE_VERSION}
+        return {**d, "blendshapes": asdict(self.blendshape_config()), "blendshape_model": FACE_LANDMARKER_SHA256,
+                "version": CACHE_VERSION}
 
 
 @dataclass
@@ -177,8 +181,7 @@ def face_set_features(dataset: str, table: pd.DataFrame, config: FaceSetConfig |
         from tqdm.auto import tqdm
 
         log.info("%s: extracting face features of %d of %d items (cached afterwards)", dataset, len(todo), len(table))
-        with BlendshapeExtractor(BlendshapeConfig(small_image_side=cfg.small_image_side,
-                                                  pad_fraction=cfg.pad_fraction)) as blend, \
+        with BlendshapeExtractor(cfg.blendshape_config()) as blend, \
                 FaceFeatureExtractor(cfg.visual) as face:
             for i in tqdm(todo, desc=f"faces {dataset}", disable=not cfg.progress):
                 cache[digests[i]] = _extract_item(table["path"].iloc[i], is_video[i], cfg, blend, face)

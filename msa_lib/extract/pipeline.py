@@ -13,12 +13,17 @@ one modality (no audio track, silence, no speech, no face in any frame) keeps th
 recorded. Both end up in the failures table saved with the batch (``dataset.failures`` and
 ``<out>.failures.csv``).
 
-Speed (``benchmarks/bench_extract.py``): models are loaded once per process before the first clip
-(:func:`load_models`; their load times go to ``ds.meta.extra["model_load_s"]``, never into a clip's
-``timings``), the sampled frames are decoded by ffmpeg in the background while the audio path runs,
-and faster-whisper detects the language from the encoder pass its decoding reuses. Each record keeps
-the wall seconds of every stage on the clip's critical path (``timings``) and of the whole clip
-(``wall_s``).
+Speed (``benchmarks/bench_extract.py``, ``benchmarks/bench_predict.py``): nothing loads before the
+inputs are checked (a batch whose files are all missing loads no model); then every model loads once
+per process in background threads while the first clip decodes (:func:`start_loading_models`; each
+load's seconds go to ``ds.meta.extra["model_load_s"]``, and the first clip's stage timings include any
+wait for a model still loading; :func:`load_models` loads them up front instead, as the benchmarks
+do). The default extraction imports neither torch nor transformers (the e5 text encoder runs in numpy,
+:mod:`msa_lib.extract.text_numpy`). The sampled frames are decoded by ffmpeg in the background while
+the audio path runs, and faster-whisper detects the language from the encoder pass its decoding
+reuses. Pool workers (``workers > 1``, dask) get one share of the cores each in every thread pool
+(:func:`init_worker`, :func:`pinned_config`). Each record keeps the wall seconds of every stage on the
+clip's critical path (``timings``) and of the whole clip (``wall_s``).
 
 Every finished clip is cached under ``cache_dir()/extract/<content hash>-<settings hash>.pkl``
 (written by the worker itself, atomically), so a rerun skips finished clips and a crash loses nothing.
@@ -29,6 +34,7 @@ import hashlib
 import json
 import os
 import pickle
+import sys
 import threading
 import time
 from concurrent.futures import Future, wait
@@ -57,7 +63,7 @@ from msa_lib.extract.registry import (
     get_extractor,
     selected_extractors,
 )
-from msa_lib.extract.text import TextEncoderConfig
+from msa_lib.extract.text_types import TextEncoderConfig
 from msa_lib.extract.visual import VisualFeatureConfig
 
 log = get_logger("extract")
@@ -123,7 +129,7 @@ class ExtractConfig:
                     "overlap_decode", "extractor_settings"):
             d.pop(key)
         for sub in ("text", "asr", "whisper_encoder", "visual"):
-            for key in ("device", "show_progress", "batch_size", "num_threads"):
+            for key in ("device", "show_progress", "batch_size", "num_threads", "runtime"):
                 d[sub].pop(key, None)
         for selection in ("face_features", "text_features"):
             if tuple(d[selection]) == self.__dataclass_fields__[selection].default:
@@ -260,10 +266,77 @@ def load_models(cfg: ExtractConfig, need_asr: bool = True) -> dict[str, float]:
     return seconds
 
 
-def init_worker(num_threads: int) -> None:
-    import torch
+class ModelLoading:
+    """The models of a config loading in background threads, one per extractor (:func:`start_loading_models`)."""
 
-    torch.set_num_threads(max(1, num_threads))
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}  # each load's own wall time (the loads overlap)
+        self.jobs: list[tuple[str, Future]] = []
+
+    def timed(self, name: str, fn) -> None:
+        start = time.perf_counter()
+        fn()
+        self.seconds[name] = round(time.perf_counter() - start, 3)
+
+    def wait(self) -> dict[str, float]:
+        """Wait for every load; a failed one is logged (the clips that need it report the error)."""
+        for name, job in self.jobs:
+            try:
+                job.result()
+            except MissingToolError:
+                raise
+            except Exception as exc:
+                log.warning("loading the %s models failed (%s: %s); the clips will report it", name,
+                            type(exc).__name__, exc)
+        return dict(self.seconds)
+
+
+def start_loading_models(cfg: ExtractConfig, need_asr: bool = True) -> ModelLoading:
+    """Start loading every model ``cfg`` needs, each extractor's in its own thread, and return at once.
+
+    The first clip starts decoding meanwhile and each extractor waits only for its own model (the
+    process-wide model cache lets a second caller of a model that is still loading wait for it): so
+    ffmpeg, the ASR's loading and decoding (native code that releases the GIL) and the Python-heavy
+    imports of the other models overlap. Cold ``msa predict`` of a 10-s clip: see
+    ``benchmarks/bench_predict.py``."""
+    loading = ModelLoading()
+    for extractor in selected_extractors(cfg):
+        job = partial(extractor.load, cfg, loading.timed, need_asr=need_asr)
+        loading.jobs.append((extractor.name, _background(job, name=f"msa-load-{extractor.name}")))
+    return loading
+
+
+def init_worker(num_threads: int) -> None:
+    """Pin this process's native thread pools to ``num_threads`` (a pool worker's share of the cores, see
+    :func:`threads_per_worker`): numpy's BLAS (threadpoolctl), the OpenMP / MKL / OpenBLAS defaults of
+    libraries loaded later, and torch's pool when torch is loaded (the default extraction never imports
+    it). CTranslate2 takes its count from the ASR config (:func:`pinned_config`). Two workers on two
+    cores with two threads each would fight over the cores and be slower than one worker."""
+    n = max(1, int(num_threads))
+    if n < (os.cpu_count() or 1):
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(n)
+        try:
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(n)
+        except ImportError:  # threadpoolctl comes with scikit-learn; without it the env vars still apply
+            pass
+    torch = sys.modules.get("torch")
+    # a model loading in a background thread may be importing torch right now (partially initialised)
+    if torch is not None and hasattr(torch, "set_num_threads"):
+        torch.set_num_threads(n)
+
+
+def pinned_config(cfg: ExtractConfig, num_threads: int) -> ExtractConfig:
+    """``cfg`` with every extractor's own thread setting left at "auto" (0) set to ``num_threads``
+    (thread counts are not part of the cache key, so cached clips stay valid)."""
+    from dataclasses import replace
+
+    asr = cfg.asr if cfg.asr.num_threads else replace(cfg.asr, num_threads=num_threads)
+    encoder = cfg.whisper_encoder if cfg.whisper_encoder.num_threads else replace(cfg.whisper_encoder,
+                                                                                    num_threads=num_threads)
+    return replace(cfg, asr=asr, whisper_encoder=encoder)
 
 
 def extract_clip(job: tuple[ClipInput, ExtractConfig, str | None]) -> dict:
@@ -348,8 +421,8 @@ def extract_clip(job: tuple[ClipInput, ExtractConfig, str | None]) -> dict:
     return record
 
 
-def _background(fn) -> Future:
-    """Run ``fn()`` in a daemon thread (for an ffmpeg subprocess, which needs no GIL)."""
+def _background(fn, name: str = "msa-decode-frames") -> Future:
+    """Run ``fn()`` in a daemon thread (an ffmpeg subprocess, which needs no GIL, or a model load)."""
     future: Future = Future()
 
     def run():
@@ -358,7 +431,7 @@ def _background(fn) -> Future:
         except BaseException as exc:  # re-raised by future.result() in the clip's own thread
             future.set_exception(exc)
 
-    threading.Thread(target=run, name="msa-decode-frames", daemon=True).start()
+    threading.Thread(target=run, name=name, daemon=True).start()
     return future
 
 
@@ -390,16 +463,17 @@ def extract(inputs, config: ExtractConfig | None = None, out: str | os.PathLike 
             todo.append((clip, cfg, key))
     if records:
         log.info("%d of %d clips reused from the cache", len(records), len(clips))
-    threads = threads_per_worker(cfg.workers)
-    model_load_s: dict[str, float] = {}
-    if todo and cfg.executor == "local" and (cfg.workers <= 1 or len(todo) <= 1):
-        init_worker(threads)  # (map_unordered calls it again: harmless)
-        try:
-            model_load_s = load_models(cfg, need_asr=any(not clip.transcript for clip, _, _ in todo))
-        except MissingToolError:
-            raise
-        except Exception as exc:  # as before preloading: each clip then records the error itself
-            log.warning("loading the models failed (%s: %s); the clips will report it", type(exc).__name__, exc)
+    in_process = cfg.executor == "local" and (cfg.workers <= 1 or len(todo) <= 1)
+    threads = threads_per_worker(1 if in_process else cfg.workers)
+    loading: ModelLoading | None = None
+    # a clip whose file is missing fails without any model: load nothing when no clip can run
+    runnable = [clip for clip, _, _ in todo if os.path.isfile(clip.path)]
+    if in_process:
+        if runnable:
+            init_worker(threads)  # (map_unordered calls it again: harmless)
+            loading = start_loading_models(cfg, need_asr=any(not clip.transcript for clip in runnable))
+    else:  # worker processes: each gets its share of the cores, in every library's thread pool
+        todo = [(clip, pinned_config(job_cfg, threads), key) for clip, job_cfg, key in todo]
     bar = tqdm(total=len(clips), initial=len(records), desc="extract", unit="clip", disable=not progress)
     for record in map_unordered(extract_clip, todo, cfg.executor, cfg.workers, cfg.scheduler_address,
                                 initializer=init_worker, initargs=(threads,)):
@@ -408,8 +482,11 @@ def extract(inputs, config: ExtractConfig | None = None, out: str | os.PathLike 
             log.warning("skipped %s: %s", record["path"], record["error"])
         bar.update(1)
     bar.close()
+    model_load_s = loading.wait() if loading is not None else {}
     ds = assemble(cfg, [records[c.clip_id] for c in clips], name)
-    ds.meta.extra["model_load_s"] = model_load_s  # one-off costs, not part of any clip's timings
+    # one-off costs, each load's own wall time; they overlap the first clip, whose stage timings
+    # include any wait for a model still loading (benchmarks load first: load_models)
+    ds.meta.extra["model_load_s"] = model_load_s
     if out is not None:
         path = write_features(ds, out)
         failures_csv(ds, path.with_suffix(".failures.csv"))

@@ -4,15 +4,20 @@
 :func:`~msa_lib.extract.pipeline.modality_specs` loop over the extractors a config selects; none of
 them names a representation. The built-in ones live in :mod:`msa_lib.extract.extractors`:
 
-=============  ==========  ===================================================  ======================
-name           modality    features (record keys)                               selected by
-=============  ==========  ===================================================  ======================
-``text``       text        ``text`` (token states), ``text_pooled``             ``text_features``
-``prosody``    audio       ``audio`` (librosa prosody frames)                   ``audio_features``
-``whisper``    audio       ``audio_whisper`` (Whisper-encoder states)           ``audio_features``
-``egemaps``    audio       ``audio_egemaps`` (openSMILE eGeMAPSv02 functionals) ``audio_features``
-``face``       vision      ``vision`` (landmarks, head pose, AUs, HoG, FER)     ``face_features``
-=============  ==========  ===================================================  ======================
+===============  ========  ====================================================  ==================
+name             modality  features (record keys)                                selected by
+===============  ========  ====================================================  ==================
+``text``         text      ``text`` (token states), ``text_pooled``              ``text_features``
+``prosody``      audio     ``audio`` (librosa prosody frames)                    ``audio_features``
+``whisper``      audio     ``audio_whisper`` (Whisper-encoder states)            ``audio_features``
+``egemaps``      audio     ``audio_egemaps`` (openSMILE eGeMAPSv02 functionals)  ``audio_features``
+``face``         vision    ``vision`` (landmarks, head pose, AUs, HoG, FER)      ``face_features``
+``blendshapes``  vision    ``vision_blendshapes`` (52 named MediaPipe scores),   ``face_features``
+                           ``vision_blendshapes_pooled`` (clip functionals)
+===============  ========  ====================================================  ==================
+
+``blendshapes`` lives in its own module, :mod:`msa_lib.extract.blendshapes` (imported by
+``extractors.py``); the example below is a simplified version of it.
 
 Adding a representation (say MediaPipe face blendshapes) is one class in
 ``msa_lib/extract/extractors.py``; nothing else changes::
@@ -55,8 +60,9 @@ name the extractors per modality (checked against this registry). A representati
 live in an ExtractConfig field (``config_field``, the built-ins) is keyed through that field; any
 other adds its name, ``version`` and settings to ``settings_for_cache()`` only when selected, so the
 keys of clips cached before it existed stay valid. Bump ``version`` when its output changes. On the
-command line ``msa extract --audio-features prosody,whisper`` fills ``audio_features``; the face and
-text selections have no flag of their own yet (``ExtractConfig`` in Python).
+command line ``msa extract --audio-features prosody,whisper`` fills ``audio_features`` and
+``--face-features face,blendshapes`` ``face_features``; the text selection has no flag of its own yet
+(``ExtractConfig`` in Python).
 
 Worker processes (``workers > 1``, dask, ray) import this package afresh: an extractor must be
 defined in a module they import (``extractors.py`` is always imported); one registered only inside

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
-import re
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -26,6 +25,7 @@ from msa_lib.core.paths import cache_dir
 from msa_lib.core.utils import get_logger
 from msa_lib.data.io import atomic_pickle
 from msa_lib.data.schema import ModalitySpec, MultimodalDataset
+from msa_lib.data.torch_data import utterance_order
 
 log = get_logger("features")
 CACHE_VERSION = 1
@@ -79,15 +79,6 @@ def add_text_features(ds: MultimodalDataset, config: TextFeatureConfig | None = 
                                              {**settings, "context": "pooled previous and next utterance of the group"}))
     out.extra = np.array([{**e, "tokens": t} for e, t in zip(out.extra, cached["tokens"])], dtype=object)
     return out
-
-
-def utterance_order(ids) -> list:
-    """Sort key from an id's trailing number (``video_12`` -> 12), else its position."""
-    keys = []
-    for pos, sid in enumerate(ids):
-        m = re.search(r"(\d+)$", str(sid))
-        keys.append((int(m.group(1)) if m else pos, pos))
-    return keys
 
 
 def context_sequences(ds: MultimodalDataset, pooled: np.ndarray) -> list[np.ndarray]:

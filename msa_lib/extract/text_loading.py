@@ -11,12 +11,14 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from msa_lib.core.pretrained import ModelNotAvailable, downloads_allowed, is_local_path, package_dir
 from msa_lib.core.utils import get_logger, resolve_device
 from msa_lib.extract.e5_rebuild import rebuilt_e5_dir
+
+if TYPE_CHECKING:  # finding a model folder must not import torch (msa_lib.extract.text_numpy)
+    import torch
 
 log = get_logger("extract.text")
 
@@ -54,6 +56,16 @@ def bundled_text_model_dir(model_id: str) -> Path | None:
     return None
 
 
+def cached_hub_folder(model_id: str) -> Path | None:
+    """The snapshot folder of a hub model already in the local Hugging Face cache, or None (no network)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    found = try_to_load_from_cache(str(model_id), "config.json")
+    return Path(found).parent if isinstance(found, str) else None
+
+
 # ---------------------------------------------------------------------------------------- loading
 @dataclass
 class LoadedTextModel:
@@ -88,6 +100,10 @@ def load_text_model(model_id_or_path: str | os.PathLike = DEFAULT_MULTILINGUAL_I
     else:
         local_only = not downloads_allowed()
         try:
+            if local_only and cached_hub_folder(name) is None:
+                # not in the local cache and no downloads: go to the bundled copy without asking
+                # transformers, whose error reads like a failed connection to the hub
+                raise FileNotFoundError(f"'{name}' is not in the local Hugging Face cache")
             tokenizer, model = _from_pretrained(name, local_only=local_only)
             loaded = LoadedTextModel(tokenizer, model, name, name, "hub")
         except Exception as exc:
@@ -102,7 +118,7 @@ def load_text_model(model_id_or_path: str | os.PathLike = DEFAULT_MULTILINGUAL_I
                     f"Reason: {reason}"
                 ) from exc
             folder = bundled_text_model_dir(name)
-            log.info("'%s' not available from the hub/cache (%s); using the bundled copy %s", name, reason, folder)
+            log.debug("'%s' not available from the hub/cache (%s); using the bundled copy %s", name, reason, folder)
             tokenizer, model = _from_pretrained(str(folder), local_only=True)
             loaded = LoadedTextModel(tokenizer, model, name, str(folder), "bundled")
     loaded.model.to(resolve_device(device)).eval()
@@ -135,6 +151,7 @@ __all__ = [
     "TextModelLoadError",
     "bundled_minilm_dir",
     "bundled_text_model_dir",
+    "cached_hub_folder",
     "LoadedTextModel",
     "load_text_model",
     "load_text_encoder",

@@ -5,6 +5,8 @@ from msa_lib.models.fusion import (MODEL_NAMES, MODEL_REGISTRY, AdaMMLConfig, Ad
                                    CrossAttentionConfig, EarlyConcat, EarlyConcatConfig, Fusion, FusionConfig, FusionOutput,
                                    LateFusion, LateFusionConfig, ModalityAttention, ModalityAttentionConfig, ModelRecipe,
                                    MulT, MulTConfig, gate_usage, model_recipe, register_model, resolve_fusion_config)
+from msa_lib.models.context import AdaMMLContext, AdaMMLContextConfig, ContextualLSTM, ContextualLSTMConfig
+from msa_lib.models.mctn import MCTN, MCTNConfig
 from msa_lib.models.heads import HeadOutput, HeadSpec, LossConfig, PredictionHead, compute_loss, head_spec_for
 from msa_lib.models.multimodal import (ModelConfig, ModelOutput, MultimodalModel, build_model, build_model_for, dataset_dims,
                                        resolve_modality)
@@ -15,6 +17,7 @@ __all__ = [
     "Fusion", "FusionConfig", "FusionOutput", "gate_usage",
     "LateFusion", "LateFusionConfig", "EarlyConcat", "EarlyConcatConfig", "ModalityAttention", "ModalityAttentionConfig",
     "CrossAttention", "CrossAttentionConfig", "MulT", "MulTConfig", "AdaMMLGate", "AdaMMLConfig",
+    "ContextualLSTM", "ContextualLSTMConfig", "AdaMMLContext", "AdaMMLContextConfig", "MCTN", "MCTNConfig",
     "HeadOutput", "HeadSpec", "LossConfig", "PredictionHead", "compute_loss", "head_spec_for",
     "ModelConfig", "ModelOutput", "MultimodalModel", "build_model", "build_model_for", "dataset_dims", "resolve_modality",
 ]

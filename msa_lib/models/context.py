@@ -76,17 +76,23 @@ class VideoLayout:
 
 class ContextLSTM(nn.Module):
     """bc-LSTM's contextual unit: a bidirectional LSTM over the video's utterances, then a dense layer
-    (tanh) with dropout applied to each utterance's output."""
+    (tanh) with dropout applied to each utterance's output. ``skip``: the utterance's own input joins the
+    LSTM output before the dense layer, so the context adds to what the utterance says rather than
+    having to carry it through the LSTM."""
 
-    def __init__(self, in_dim: int, hidden: int, out_dim: int, dropout: float):
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, dropout: float, skip: bool = False):
         super().__init__()
         self.drop_in = nn.Dropout(dropout)
         self.lstm = nn.LSTM(in_dim, hidden, batch_first=True, bidirectional=True)
-        self.dense = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * hidden, out_dim), nn.Tanh())
+        self.skip = skip
+        self.dense = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * hidden + (in_dim if skip else 0), out_dim),
+                                   nn.Tanh())
         self.out_dim = out_dim
 
     def forward(self, x: Tensor, layout: VideoLayout) -> Tensor:
-        return self.dense(layout.run(self.lstm, self.drop_in(x)))
+        x = self.drop_in(x)
+        h = layout.run(self.lstm, x)
+        return self.dense(torch.cat([h, x], -1) if self.skip else h)
 
 
 # ---------------------------------------------------------------------------------------------- contextual LSTM
@@ -96,6 +102,7 @@ class ContextualLSTMConfig(FusionConfig):
 
     hidden: int = 64  # LSTM units per direction
     hierarchical: bool = True  # one BiLSTM per modality, then one over their concatenation (bc-LSTM's hierarchy)
+    skip: bool = False  # each utterance's own vector also goes around the LSTMs (see ContextLSTM)
 
 
 class ContextualLSTM(Fusion):
@@ -115,12 +122,13 @@ class ContextualLSTM(Fusion):
         c = self.config
         m = len(dims)
         if c.hierarchical:
-            self.unimodal = nn.ModuleDict({k: ContextLSTM(d, c.hidden, c.dim, self.dropout) for k, d in dims.items()})
+            self.unimodal = nn.ModuleDict({k: ContextLSTM(d, c.hidden, c.dim, self.dropout, c.skip)
+                                           for k, d in dims.items()})
             joined = m * c.dim + m
         else:
             self.unimodal = None
             joined = sum(dims.values()) + m
-        self.context = ContextLSTM(joined, c.hidden, c.dim, self.dropout)
+        self.context = ContextLSTM(joined, c.hidden, c.dim, self.dropout, c.skip)
         self.out_dim = c.dim
 
     def forward(self, encoded, return_attention=False, context=None):
@@ -141,6 +149,7 @@ class AdaMMLContextConfig(AdaMMLConfig):
     of the contextual LSTM's dense layer."""
 
     hidden: int = 64
+    skip: bool = False  # the kept features also go around the contextual LSTM (see ContextLSTM)
 
 
 class AdaMMLContext(AdaMMLGate):
@@ -161,7 +170,7 @@ class AdaMMLContext(AdaMMLGate):
         super().__init__(dims, config, head, dropout, input_dims)
         c = self.config
         m = len(dims)
-        self.context = ContextLSTM(m * c.dim + m, c.hidden, c.dim, self.dropout)
+        self.context = ContextLSTM(m * c.dim + m, c.hidden, c.dim, self.dropout, c.skip)
         self.out_dim = c.dim
 
     def forward(self, encoded, return_attention=False, context=None):

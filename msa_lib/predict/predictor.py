@@ -4,13 +4,15 @@
 >>> p.predict(["data/clips/chsims_video_0001_0001.mp4"])[0]["label"]
 
 Per clip the extraction pipeline (:func:`msa_lib.extract.pipeline.extract`) gives the ASR transcript and
-language, the e5 pooled sentence vector, frame-level prosody and per-frame facial-expression
-probabilities; each branch of the default model turns its part into a score in [-1, 1], and the scores
+language, the e5 pooled sentence vector, frame-level prosody and the per-frame MediaPipe face
+blendshapes; each branch of the default model turns its part into a score in [-1, 1], and the scores
 of the modalities present are averaged with the model's fusion weights renormalised over them.
 
 Bad input never raises: a missing, unreadable or non-media file gets ``status = "error"`` and a message;
 a clip without speech or without a face is predicted from what is present (``missing`` says what is
-not). The extraction models stay loaded in the process (the pipeline's module cache), so a warm
+not, ``predicted_from`` what was used). Speech in a language other than Chinese or English, or whose
+language the detector is unsure of, is not transcribed: its text modality is missing with that reason,
+``language`` is the detected language and ``language_supported`` is False. The extraction models stay loaded in the process (the pipeline's module cache), so a warm
 :class:`Predictor` only pays the per-clip work.
 """
 from __future__ import annotations
@@ -32,6 +34,7 @@ from msa_lib.predict.train_default import DEFAULT_MODEL_DIR, linear_proba
 log = get_logger("predict")
 
 MODALITIES = ("text", "audio", "face")
+MIN_AUDIO_SCORE_S = 0.5  # shorter clips get no audio score (the audio model was trained on 3-s utterances)
 LABELS = CLASS_NAMES[5]  # SNEG, WNEG, NEUT, WPOS, SPOS
 
 
@@ -86,13 +89,13 @@ def check_clip_paths(paths) -> tuple[list, list, list]:
 
 class Predictor:
     def __init__(self, model_dir: Path, config: dict, text: dict, audio: dict, use_cache: bool = False,
-                 fps: float | None = None):
+                 fps: float | None = None, face: dict | None = None):
         self.model_dir = Path(model_dir)
         self.config = config
         self.text = text
         self.audio = audio
+        self.face = face  # per-frame blendshape valence model (None: the face is not scored)
         self.weights = dict(config["fusion"]["weights"])
-        self.face_valence = np.array([config["face"]["valence"][k] for k in config["face"]["expression_labels"]])
         self.cuts = tuple(config["labels"]["cuts"])
         self.extract_config = self._extract_config(fps if fps is not None else config["extract"]["fps"], use_cache)
         self._loaded = False
@@ -113,23 +116,25 @@ class Predictor:
             raise ModelNotFound(f"{path}: no default model here (config.json missing); train it with "
                                 "`msa train-default` (python -m msa_lib.predict.train_default)")
         config = json.loads(cfg_file.read_text())
+        if "file" not in config.get("face", {}):
+            raise ModelNotFound(f"{path}: this model predates the trained face branch (no face.npz); retrain it "
+                                "with `msa train-default` (python -m msa_lib.predict.train_default)")
         arrays = {}
-        for branch in ("text", "audio"):
+        for branch in ("text", "audio", "face"):
             with np.load(path / config[branch]["file"]) as npz:
                 arrays[branch] = {k: npz[k] for k in npz.files}
-        return cls(path, config, arrays["text"], arrays["audio"], use_cache=use_cache, fps=fps)
+        return cls(path, config, arrays["text"], arrays["audio"], use_cache=use_cache, fps=fps, face=arrays["face"])
 
     def _extract_config(self, fps: float, use_cache: bool):
         from msa_lib.extract.media import MediaConfig
         from msa_lib.extract.pipeline import ExtractConfig
-        from msa_lib.extract.visual import VisualFeatureConfig
 
         return ExtractConfig(
             modalities=("text", "audio", "vision"), audio_features=("prosody",),
+            # the face branch reads the MediaPipe blendshapes only (no landmarks / HoG / FER pass)
+            face_features=tuple(self.config["extract"].get("face_features", ("blendshapes",))),
             supported_languages=tuple(self.config["extract"].get("supported_languages", ("zh", "en"))),
             media=replace(MediaConfig(), fps=fps),
-            # the face branch only needs the expression probabilities: skip the HoG descriptors
-            visual=VisualFeatureConfig(use_hog=False, allow_no_face=False),
             use_cache=use_cache)
 
     def warm_up(self) -> dict[str, float]:
@@ -159,15 +164,17 @@ class Predictor:
             raise ValueError(f"audio features have {len(vec)} values, the model expects {len(self.audio['mean'])}")
         return float(2 * linear_proba(self.audio, np.nan_to_num(vec)[None])[0] - 1)
 
-    def face_score(self, frames: np.ndarray, columns: list[int]) -> tuple[float | None, int]:
+    def face_score(self, frames: np.ndarray) -> tuple[float | None, int]:
+        """(mean over the face frames of 2 P(positive) - 1, number of face frames) of T x 52 blendshapes."""
         frames = np.asarray(frames, np.float64)
-        if frames.ndim != 2 or len(frames) == 0 or not columns:
+        if self.face is None or frames.ndim != 2 or len(frames) == 0:
             return None, 0
-        probs = frames[:, columns]
-        keep = np.isfinite(probs).all(axis=1)  # masked (no-face) frames are NaN rows
+        if frames.shape[1] != len(self.face["mean"]):
+            raise ValueError(f"face features have {frames.shape[1]} columns, the model expects {len(self.face['mean'])}")
+        keep = np.isfinite(frames).all(axis=1)  # masked (no-face) frames are NaN rows
         if not keep.any():
             return None, 0
-        per_frame = probs[keep] @ self.face_valence
+        per_frame = 2 * linear_proba(self.face, frames[keep]) - 1
         return float(np.clip(per_frame.mean(), -1, 1)), int(keep.sum())
 
     # -------------------------------------------------------------------------------- prediction
@@ -179,13 +186,7 @@ class Predictor:
         started = time.perf_counter()
         paths, results, clips = check_clip_paths(paths)
         if clips:
-            if not self._loaded:
-                try:
-                    self.warm_up()
-                except MissingToolError:
-                    raise
-                except Exception as exc:  # the clips then report the problem themselves
-                    log.warning("loading the extraction models failed: %s: %s", type(exc).__name__, exc)
+            # the models load in the background while the first clip decodes (extract() starts them)
             try:
                 ds = extract([c for _, c in clips], self.extract_config, progress=progress, name="predict")
             except MissingToolError:
@@ -224,11 +225,16 @@ class Predictor:
         if "audio" in ds.features:
             spec = ds.meta.modalities["audio"]
             scores["audio"] = self.audio_score(ds.features["audio"][k], list(spec.feature_names))
-        if "vision" in ds.features:
-            cols = ds.meta.modalities["vision"].groups.get("expression", [])
-            scores["face"], n_face = self.face_score(ds.features["vision"][k], cols)
-            details["face"] = {"face_frames": n_face, "frames": extra.get("n_frames"),
-                               "face_ratio": extra.get("face_ratio")}
+            duration = extra.get("duration")
+            if scores["audio"] is not None and duration is not None and duration < MIN_AUDIO_SCORE_S:
+                # prosody functionals of a fragment lie far outside the clips the audio model saw
+                scores["audio"] = None
+                missing["audio"] = f"too short to score ({duration:.2f} s; the audio model needs {MIN_AUDIO_SCORE_S:g} s)"
+        if "vision_blendshapes" in ds.features:
+            frames = ds.features["vision_blendshapes"][k]
+            scores["face"], n_face = self.face_score(frames)
+            details["face"] = {"face_frames": n_face, "frames": int(len(frames)) or None,
+                               "face_ratio": extra.get("blendshape_face_ratio")}
         for m in MODALITIES:
             scores.setdefault(m, None)
         fused = fuse(scores, self.weights)
@@ -242,7 +248,8 @@ class Predictor:
                "score": _r(fused["score"]), "language": ds.language[k] if ds.language[k] != "unknown" else None,
                "language_probability": _r(extra.get("language_probability")),
                "transcript": str(ds.raw_text[k] or ""), "duration_s": _r(extra.get("duration")),
-               "modalities": modalities, "missing": missing_out,
+               "language_supported": extra.get("language_supported"),
+               "modalities": modalities, "missing": missing_out, "predicted_from": list(fused["weights"]),
                "extract_s": _r(extra.get("wall_s"))}
         if fused["score"] is None:
             out.update(status="error", error="no modality could be scored: "
@@ -277,5 +284,7 @@ def format_table(results: list[dict]) -> str:
         lines.append(f"{name:<34} {r['label']:<5} {r['score']:+6.2f}  {(r['language'] or '?'):<4} "
                      f"{cell('text'):>6} {cell('audio'):>6} {cell('face'):>6}  {text}")
         if r["missing"]:
-            lines.append(f"{'':<34} missing: " + "; ".join(f"{m} ({why})" for m, why in r["missing"].items()))
+            used = r.get("predicted_from") or [m for m in MODALITIES if m not in r["missing"]]
+            lines.append(f"{'':<34} missing: " + "; ".join(f"{m} ({why})" for m, why in r["missing"].items())
+                         + f"; predicted from {' + '.join(used)} only")
     return "\n".join(lines)

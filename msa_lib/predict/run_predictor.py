@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 
 from msa_lib.core.utils import get_logger
 from msa_lib.data.labels import CLASS_NAMES, scores_to_classes
-from msa_lib.train.runs import RunError, TrainedRun
+
+if TYPE_CHECKING:
+    from msa_lib.train.runs import TrainedRun
 
 log = get_logger("predict.run")
 
@@ -32,6 +34,9 @@ class RunPredictor:
         from dataclasses import replace
 
         from msa_lib.extract.pipeline import ExtractConfig, modality_specs
+        # here, not at module level: Predictor.load imports this module for every model folder, and
+        # msa_lib.train pulls in torch (seconds of msa predict start-up with the default model)
+        from msa_lib.train.runs import RunError, TrainedRun
 
         run = TrainedRun.load(run_dir)
         features = run.config["features"]

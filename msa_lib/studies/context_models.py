@@ -45,7 +45,7 @@ def source_only_metrics(name: str, model, ds: MultimodalDataset, split: str = "t
 def utilisation_per_video(predictions: pd.DataFrame, ds: MultimodalDataset) -> pd.DataFrame:
     """Per (model, seed, video): the share of the video's utterances in which the policy kept each
     modality (the ``gate_<modality>`` columns of :func:`~msa_lib.train.trainer.predict`, averaged)."""
-    gates = [c for c in predictions.columns if c.startswith("gate_")]
+    gates = [c for c in predictions.columns if c.startswith("gate_") and predictions[c].notna().any()]
     if not gates:
         raise KeyError("no gate_<modality> columns: these predictions come from a model without a policy")
     video = dict(zip(ds.ids, ds.group))

@@ -145,6 +145,8 @@ def _fit_predict(classifier, cfg, X, y, groups, item, train_items, test_items, n
         rows = item == i
         if rows.any():
             d = np.asarray(search.decision_function(X[rows]), np.float64)
+            if not binary and d.ndim == 1:  # only two classes in the training fold: one signed value
+                d = np.stack([-d, d], axis=1)
             if binary:
                 out[k, 0] = d.mean()
             else:
@@ -216,7 +218,7 @@ def evaluate_set(fs: FaceSetFeatures, cfg: FaceEvalConfig | None = None) -> tupl
                                   "fold": fold, "id": fs.table["id"].iloc[i], "group": groups_item[i],
                                   "true": int(labels[i]), "pred": int(pred[k]), "valence": int(valence[i]),
                                   "valence_score": float(vmap.get(i, np.nan))})
-                log.info("%s %s %s fold %d: acc %.3f bacc_valence %.3f (%.1f s)", fs.dataset, rep_name, classifier,
+                log.debug("%s %s %s fold %d: acc %.3f bacc_valence %.3f (%.1f s)", fs.dataset, rep_name, classifier,
                          fold, row["acc_expression"], row["bacc_valence"], row["seconds"])
     return pd.DataFrame(rows), pd.DataFrame(preds)
 
@@ -339,8 +341,9 @@ def plot_accuracy_bars(summary: pd.DataFrame, metric: str = "acc_expression", cl
     fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(reps) * len(datasets) / 1.5), 3.6))
     width = 0.8 / max(1, len(datasets))
     for k, ds in enumerate(datasets):
-        sub = part[part["dataset"] == ds].groupby("representation")[[f"{metric}_mean", f"{metric}_std"]].max()
-        sub = sub.reindex(reps)
+        rows = part[part["dataset"] == ds]
+        best = rows.loc[rows.groupby("representation")[f"{metric}_mean"].idxmax()]  # the best classifier's row
+        sub = best.set_index("representation")[[f"{metric}_mean", f"{metric}_std"]].reindex(reps)
         ax.bar(np.arange(len(reps)) + k * width, 100 * sub[f"{metric}_mean"], width, yerr=100 * sub[f"{metric}_std"],
                capsize=2, label=ds)
     for name, value in (reference or {}).items():

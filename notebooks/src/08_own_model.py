@@ -42,6 +42,7 @@ epochs = 40
 whisper_layer = 2
 whisper_window = 10.0  # seconds: the recordings are 3-5 s long, so a 10-s window holds each one (3x cheaper than 30 s)
 audio_features = "whisper"  # smoke runs: "prosody" (fast)
+reextract = False  # False: keep a feature file this command already wrote (extraction is the slow step)
 
 # %%
 import json
@@ -75,12 +76,19 @@ print(manifest.groupby("split")["group"].nunique().rename("actors").to_string())
 print(manifest["split"].value_counts().rename("recordings").to_string())
 
 # %% [markdown]
-# ## 2 · `msa extract` (cached per clip: a rerun reads the cache)
+# ## 2 · `msa extract` (cached per clip: a rerun reads the cache; an existing feature file is kept unless `reextract`)
 
 # %%
-done = own.msa("extract", manifest_path, "--out", features, "--modalities", "audio", "--audio-features", audio_features,
-               "--whisper-layer", whisper_layer, "--whisper-window", whisper_window, "--name", "ravdess_speech", "--quiet")
-print(done.stdout[-800:])
+if reextract or not features.exists():
+    done = own.msa("extract", manifest_path, "--out", features, "--modalities", "audio", "--audio-features", audio_features,
+                   "--whisper-layer", whisper_layer, "--whisper-window", whisper_window, "--name", "ravdess_speech", "--quiet")
+    print(done.stdout[-800:])
+from msa_lib.data.io import read_features
+
+extracted = read_features(features)
+print(f"{features.name}: {len(extracted)} recordings, modalities {extracted.meta.modalities['audio_whisper'].dim if 'audio_whisper' in extracted.meta.modalities else list(extracted.meta.modalities)}-d"
+      f" audio; {len(manifest) - len(extracted)} skipped by the extractor (see {features.with_suffix('.failures.csv').name})")
+print(extracted.meta.extra["extract_config"]["whisper_encoder"] if audio_features == "whisper" else extracted.meta.extra["extract_config"]["audio_features"])
 
 # %% [markdown]
 # ## 3 · `msa train --task classes` on actors 1-20
