@@ -91,8 +91,8 @@ def test_bad_manifest_and_arguments_fail_before_the_work(tmp_path, clips_dir, ca
 
 # ------------------------------------------------------------------------------------------ item 8
 def test_ctrl_c_prints_one_line_and_the_rerun_resumes(tmp_path, clips_dir, monkeypatch, capsys):
-    source = clips_dir / "mosi_0h-zjBukYpk_2.mp4"  # 12 s: eight different 1-s pieces
-    clips = [str(cut_clip(source, tmp_path, f"part{i}.mp4", start=1.0 * i, duration=1.0)) for i in range(8)]
+    source = clips_dir / "mosi_0h-zjBukYpk_2.mp4"  # 12 s: twelve different 1-s pieces (enough work left to interrupt)
+    clips = [str(cut_clip(source, tmp_path, f"part{i}.mp4", start=1.0 * i, duration=1.0)) for i in range(12)]
     out = tmp_path / "o.npz"
     cache = tmp_path / "cache"
     args = ["extract", *clips, "--out", str(out), "--modalities", "audio", "--quiet"]

@@ -51,8 +51,12 @@ def test_manifest_labels_and_paths():
     assert parse_label("0.6 (Positive)") == 0.6 and parse_label("Neutral") == 0.0
 
 
-def test_manifest_bad_label_names_row(tmp_path):
+def test_manifest_class_labels_and_bad_split_names_row(tmp_path):
     path = tmp_path / "m.csv"
-    path.write_text("path,label\na.mp4,sort of happy\n")
-    with pytest.raises(FeatureFormatError, match=r"label \(row 2\)"):
+    path.write_text("path,label,split,group\na.mp4,happy,train,actor_1\nb.mp4,neutral,dev,actor_2\n")
+    man = read_clip_manifest(path)  # a label that is no number or polarity word: all labels are class names
+    assert list(man["label_class"]) == ["happy", "neutral"] and man["label"].isna().all()
+    assert list(man["split"]) == ["train", "valid"] and list(man["group"]) == ["actor_1", "actor_2"]
+    path.write_text("path,label,split\na.mp4,0.5,holdout\n")
+    with pytest.raises(FeatureFormatError, match=r"split \(row 2\)"):
         read_clip_manifest(path)

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 EXPECTED_RESULTS = {
     "00_data": ["data_summary.csv"],
     "02_unimodal": ["mosi_unimodal.csv", "zh_unimodal.csv"],
-    "03_fusion": ["mosi_fusion.csv"],
+    "03_fusion": ["mosi_fusion.csv", "mosi_context_models.csv", "mosi_standard_context_models.csv"],
     "04_nce": ["cross_lingual.csv"],
     "05_fewshot": ["few_shot.csv"],
     "06_interpretability": ["modality_attribution.csv"],
@@ -24,6 +24,7 @@ EXPECTED_RESULTS = {
 }
 REQUIRED_COLUMNS = {
     "mosi_fusion.csv": {"model", "seed", "acc2", "f1_macro", "f1_weighted"},
+    "mosi_context_models.csv": {"experiment", "model", "seed", "acc2", "f1_macro", "acc2_source_only"},
     "cross_lingual.csv": {"setting", "seed", "eval_set", "acc", "f1_macro"},
     "few_shot.csv": {"method", "k_percent", "seed", "eval_set", "acc", "f1_macro"},
     "modality_attribution.csv": {"sample_id", "language", "text", "audio", "visual"},

@@ -31,10 +31,8 @@ from typing import Sequence
 import numpy as np
 
 from msa_lib.core.pretrained import downloads_allowed, is_local_path
-from msa_lib.core.utils import as_text_list, get_logger
+from msa_lib.core.utils import as_text_list
 from msa_lib.extract.text_types import TextInputError, TokenSequences
-
-log = get_logger("extract.text")
 
 _SAFETENSORS_DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64}
 

@@ -102,7 +102,7 @@ class ContextualLSTMConfig(FusionConfig):
 
     hidden: int = 64  # LSTM units per direction
     hierarchical: bool = True  # one BiLSTM per modality, then one over their concatenation (bc-LSTM's hierarchy)
-    skip: bool = False  # each utterance's own vector also goes around the LSTMs (see ContextLSTM)
+    skip: bool = True  # each utterance's own vector also goes around the LSTMs (see ContextLSTM)
 
 
 class ContextualLSTM(Fusion):
@@ -149,7 +149,7 @@ class AdaMMLContextConfig(AdaMMLConfig):
     of the contextual LSTM's dense layer."""
 
     hidden: int = 64
-    skip: bool = False  # the kept features also go around the contextual LSTM (see ContextLSTM)
+    skip: bool = True  # the kept features also go around the contextual LSTM (see ContextLSTM)
 
 
 class AdaMMLContext(AdaMMLGate):
