@@ -95,7 +95,9 @@ def test_ctrl_c_prints_one_line_and_the_rerun_resumes(tmp_path, clips_dir, monke
     clips = [str(cut_clip(source, tmp_path, f"part{i}.mp4", start=1.0 * i, duration=1.0)) for i in range(12)]
     out = tmp_path / "o.npz"
     cache = tmp_path / "cache"
-    args = ["extract", *clips, "--out", str(out), "--modalities", "audio", "--quiet"]
+    # the Whisper encoder gives every clip a few hundred ms of work, so the run is still going when Ctrl-C comes
+    args = ["extract", *clips, "--out", str(out), "--modalities", "audio", "--audio-features", "prosody,whisper",
+            "--whisper-window", "5", "--quiet"]
     env = {**os.environ, "MSA_CACHE_DIR": str(cache)}
     proc = subprocess.Popen([sys.executable, "-m", "msa_lib.app.cli", *args], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)

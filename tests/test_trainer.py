@@ -134,7 +134,7 @@ def test_binary_and_multiclass_schemes():
     frame = predict(model, make_loader(binary.get_split("test"), model.modalities, 8))
     assert ((frame["prob_pos"] >= 0.5) == (frame["pred"] == 1)).all()
     assert {"gate_text", "gate_audio", "gate_vision"} <= set(frame.columns)
-    assert set(evaluate(model, make_loader(binary.get_split("test"), model.modalities, 8))) == {"acc2", "f1_macro", "f1_weighted", "n"}
+    assert set(evaluate(model, make_loader(binary.get_split("test"), model.modalities, 8))) == {"acc2", "f1_macro", "f1_weighted", "balanced_acc", "n"}
 
     emotions = make_dataset(n=32, max_len=3, scheme=BINARY_SCHEME)
     emotions.meta.labels = LabelScheme("multiclass", None, ("neutral", "happy", "sad"))

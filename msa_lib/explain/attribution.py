@@ -229,7 +229,11 @@ def integrated_gradients(model, batch: dict, modalities: Sequence[str], scheme=N
     batch = _prepared(model, batch)
     ref, cls = _reference_target(model, batch, scheme)
     cls = target if target is not None else cls
-    modalities = list(modalities)
+    requested = list(modalities)
+    # a modality no sample of this batch has never reaches the model's graph: its attribution is 0
+    modalities = [m for m in requested if bool(batch["present"][m].any())]
+    if not modalities:
+        raise AttributionError(f"none of {requested} is present in this batch")
     fwd = BatchForward(model, batch, modalities, scheme)
     xs = tuple(batch["x"][m] for m in modalities)
     bases = _feature_baselines(xs, modalities, baselines)
@@ -239,10 +243,12 @@ def integrated_gradients(model, batch: dict, modalities: Sequence[str], scheme=N
                                                      return_convergence_delta=True)
     with torch.no_grad():
         base_pred = fwd(*bases, *extras)
-    masks = {m: (batch["mask"][m].bool() & batch["present"][m].bool()[:, None]).cpu().numpy() for m in modalities}
+    masks = {m: (batch["mask"][m].bool() & batch["present"][m].bool()[:, None]).cpu().numpy() for m in requested}
+    by_modality = dict(zip(modalities, attr))
     return SequenceAttribution(list(batch["ids"]),
-                               {m: (a.detach() * torch.as_tensor(masks[m], device=a.device)[..., None]).cpu().numpy()
-                                for m, a in zip(modalities, attr)},
+                               {m: ((by_modality[m].detach() * torch.as_tensor(masks[m], device=by_modality[m].device)[..., None])
+                                    .cpu().numpy() if m in by_modality else np.zeros(tuple(batch["x"][m].shape), np.float32))
+                                for m in requested},
                                masks, delta.detach().cpu().numpy(), ref.detach().cpu().numpy(),
                                base_pred.detach().cpu().numpy())
 
