@@ -58,6 +58,7 @@ from msa_lib.core.pretrained import ModelNotAvailable, sha256_file
 from msa_lib.core.utils import get_logger
 from msa_lib.data.schema import ModalitySpec
 from msa_lib.extract.registry import ClipData, Extractor, register_extractor
+from msa_lib.extract.visual import LazyGraphs
 
 __all__ = ["BLENDSHAPE_NAMES", "BLENDSHAPE_AUS", "BLENDSHAPE_GROUPS", "FACE_LANDMARKER_SHA256", "BlendshapeConfig",
            "BlendshapeFeatures", "BlendshapeExtractor", "FaceBlendshapes", "resolve_face_landmarker",
@@ -252,10 +253,12 @@ class BlendshapeFeatures:
         return [self.feature_names[i] for i in np.argsort(-spread, kind="stable")[:k]]
 
 
-class BlendshapeExtractor:
+class BlendshapeExtractor(LazyGraphs):
     """``BlendshapeExtractor(BlendshapeConfig()).extract(frames, timestamps)`` -> :class:`BlendshapeFeatures`.
 
     Holds a MediaPipe graph: use one per process/thread (it pickles without it and rebuilds it lazily)."""
+
+    _graphs = ("_landmarker", "_detector")
 
     def __init__(self, cfg: BlendshapeConfig | None = None):
         self.cfg = cfg or BlendshapeConfig()
@@ -263,22 +266,6 @@ class BlendshapeExtractor:
         self._detector = None  # the full-range face detector of detect_small_faces, built on first need
         self.model_file: Path | None = None
 
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_landmarker"] = state["_detector"] = None
-        return state
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def close(self) -> None:
-        for obj in (self._landmarker, self._detector):
-            if obj is not None:
-                obj.close()
-        self._landmarker = self._detector = None
 
     def load(self) -> "BlendshapeExtractor":
         if self._landmarker is not None:

@@ -351,20 +351,16 @@ def _as_rgb(frame: np.ndarray) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------ extractor
 
-class FaceFeatureExtractor:
-    """``FaceFeatureExtractor(VisualFeatureConfig()).extract(frames, timestamps)`` -> :class:`VisualFeatures`."""
+class LazyGraphs:
+    """Lifecycle of objects holding MediaPipe / TF Lite graphs, which are neither picklable nor
+    thread-safe: they are built lazily, dropped when pickled (to a worker process) and closed on exit.
+    Subclasses name their graph attributes in ``_graphs``."""
 
-    def __init__(self, cfg: VisualFeatureConfig | None = None):
-        self.cfg = cfg or VisualFeatureConfig()
-        self.feature_names, self.groups = visual_feature_names(self.cfg)
-        self._detector = None
-        self._mesh = None
-        self._interp = None
+    _graphs: tuple[str, ...] = ()
 
-    # -- lifecycle: MediaPipe graphs are neither picklable nor thread-safe; build them lazily
     def __getstate__(self):
         state = self.__dict__.copy()
-        state.update(_detector=None, _mesh=None, _interp=None)
+        state.update({name: None for name in self._graphs})
         return state
 
     def __enter__(self):
@@ -374,10 +370,25 @@ class FaceFeatureExtractor:
         self.close()
 
     def close(self) -> None:
-        for obj in (self._detector, self._mesh):
-            if obj is not None:
+        for name in self._graphs:
+            obj = getattr(self, name, None)
+            if obj is not None and hasattr(obj, "close"):
                 obj.close()
-        self._detector = self._mesh = self._interp = None
+            setattr(self, name, None)
+
+
+class FaceFeatureExtractor(LazyGraphs):
+    _graphs = ("_detector", "_mesh", "_interp")
+
+    """``FaceFeatureExtractor(VisualFeatureConfig()).extract(frames, timestamps)`` -> :class:`VisualFeatures`."""
+
+    def __init__(self, cfg: VisualFeatureConfig | None = None):
+        self.cfg = cfg or VisualFeatureConfig()
+        self.feature_names, self.groups = visual_feature_names(self.cfg)
+        self._detector = None
+        self._mesh = None
+        self._interp = None
+
 
     def _load(self) -> None:
         if self._detector is not None:
