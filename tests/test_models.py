@@ -281,6 +281,19 @@ def test_encoder_seed_defaults_and_choice():
     assert seq.shape == (2, 5, 32) and pooled.shape == (2, 32) and m is mask
 
 
+def test_stats_encoder_pools_mean_and_std_of_real_frames_only():
+    enc = build_encoder("audio", 3, EncoderConfig(kind="stats", hidden=4, dropout=0.0)).eval()
+    x = torch.tensor([[[1.0, 2.0, 0.0], [3.0, 2.0, 4.0], [99.0, 99.0, 99.0]]])  # last frame is padding
+    mask = torch.tensor([[True, True, False]])
+    out = enc(x, mask)
+    # by hand: mean (2, 2, 2), population std (1, 0, 2) of the two real frames
+    expected = enc.net(torch.tensor([[2.0, 2.0, 2.0, 1.0, 0.0, 2.0]]))
+    assert torch.allclose(out.pooled, expected, atol=1e-3)
+    assert out.sequence.shape == (1, 1, 4) and out.present.tolist() == [True]
+    absent = enc(torch.zeros(1, 2, 3), torch.zeros(1, 2, dtype=torch.bool))
+    assert absent.pooled.abs().sum() == 0 and absent.present.tolist() == [False]
+
+
 def test_per_modality_encoder_by_name(dims):
     cfg = copy.deepcopy(TINY)
     cfg.encoders = {"audio": "mlp"}

@@ -73,7 +73,7 @@ def test_bad_inputs_are_one_clear_error(workdir, tmp_path):
     cases = [
         (("train", "feats.npz", "--task", "regression", "--out", tmp_path / "r1"), "needs sentiment scores"),
         (("train", "missing.npz", "--out", tmp_path / "r2"), "no such feature file"),
-        (("evaluate", tmp_path / "nowhere", "feats.npz"), "no such run folder"),
+        (("evaluate", tmp_path / "nowhere", "feats.npz"), "no such model folder"),
     ]
     for args, message in cases:
         done = msa(*args, cwd=work)

@@ -54,16 +54,70 @@ def test_model_folder_is_complete(model_dir):
     assert abs(sum(metrics["fusion_weights"].values()) - 1) < 1e-3
     card = (model_dir / "MODEL_CARD.md").read_text()
     assert f"{100 * metrics['text']['test']['zh']['acc2']:.1f} %" in card
+    fine = metrics["text"]["test_fine_grained"]["en"]
+    assert np.asarray(fine["confusion_5class"]).sum() == fine["n"] == metrics["text"]["test"]["en"]["n"]
+    assert 0 < fine["mae"] < 1.5 and fine["corr"] > 0.3  # sanity of a trained regression, not a quality bar
+    assert f"MAE {fine['mae']:.3f}" in card and f"Pearson r {fine['corr']:.3f}" in card
+
+
+def test_fine_grained_text_path_on_real_transcripts(predictor):
+    """The English branch regresses the MOSI score: the printed label is the Acc-5 class of 3 x score,
+    and score_texts gives what the branch's ridge arrays give on the same e5 vectors."""
+    import pandas as pd
+
+    from msa_lib.evaluate.metrics import five_class
+    from msa_lib.extract.text_numpy import text_encoder_for_extraction
+    from msa_lib.predict.train_default import linear_value
+
+    frame = pd.read_csv(PROJECT_ROOT / "data" / "mosi" / "transcripts.csv.gz", header=None,
+                        names=["id", "text", "video_len", "label"])
+    texts = frame["text"].head(4).tolist()
+    out = predictor.score_texts(texts, language="en")
+    vectors = text_encoder_for_extraction(predictor.extract_config.text).encode_with_pooled(texts)[1]
+    expected = np.clip(linear_value(predictor.text_branches["en"], vectors) / 3, -1, 1)
+    assert [r["score"] for r in out] == pytest.approx(expected, abs=1e-3)
+    assert [r["label"] for r in out] == [LABELS[c] for c in five_class(3 * np.array([r["score"] for r in out]))]
+
+
+def test_default_model_is_a_run_folder(model_dir, predictor, tmp_path):
+    import shutil
+
+    from msa_lib.data.run_folder import RunError, read_run_header
+    from msa_lib.predict.predictor import DefaultModelPredictor
+
+    header = read_run_header(model_dir)
+    assert header["format"] == "msa-run" and header["kind"] == "branch_fusion"
+    assert isinstance(predictor, DefaultModelPredictor) and isinstance(predictor, Predictor)
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dir, broken)
+    (broken / "face.npz").write_bytes(b"garbage")
+    with pytest.raises(RunError, match="face.npz"):
+        Predictor.load(broken)
+    (broken / "face.npz").unlink()
+    with pytest.raises(RunError, match="missing face.npz"):
+        Predictor.load(broken)
+    shutil.copy(model_dir / "face.npz", broken / "face.npz")
+    cfg = json.loads((broken / "config.json").read_text())
+    (broken / "config.json").write_text(json.dumps({**cfg, "format_version": 99}))
+    with pytest.raises(RunError, match="newer"):
+        Predictor.load(broken)
+    (broken / "config.json").write_text(json.dumps({**cfg, "kind": "hologram"}))
+    with pytest.raises(RunError, match="unknown run kind"):
+        Predictor.load(broken)
+    legacy = {k: v for k, v in cfg.items() if k not in ("format", "format_version", "kind")}
+    (broken / "config.json").write_text(json.dumps(legacy))
+    with pytest.raises(RunError, match="not an msa run folder"):
+        Predictor.load(broken)
 
 
 @pytest.mark.parametrize("index, language", [(0, "zh"), (1, "en")])
-def test_predicts_real_clip(results, index, language):
+def test_predicts_real_clip(results, predictor, index, language):
     r = results[index]
     assert r["status"] == "ok", r
     assert r["language"] == language
     assert r["transcript"]
     assert r["label"] in LABELS and -1 <= r["score"] <= 1
-    assert r["label"] == score_to_label(r["score"])
+    assert r["label"] == score_to_label(r["score"], predictor.cuts)
     mods = r["modalities"]
     assert all(mods[m]["score"] is not None for m in ("text", "audio", "face")), mods
     assert r["missing"] == {}
@@ -144,3 +198,50 @@ def test_cli_json(model_dir, clips_dir, capsys, tmp_path):
     assert "no clip could be predicted" in captured.err
     rc = main(["predict", "--model-dir", str(tmp_path / "nowhere"), str(clips_dir / "chsims_video_0001_0001.mp4")])
     assert rc != 0 and "train-default" in capsys.readouterr().err
+
+
+ZH_POSITIVE = "商务大床房，房间很大，床有2M宽，整体感觉经济实惠不错!"  # ChnSentiCorp row 1, label 1
+ZH_NEGATIVE = ("说实在的我很失望，之前看了其他人的点评后觉得还可以才去的，结果让我们大跌眼镜。"
+               "我想这家酒店以后无论如何我都不会再去了。")  # ChnSentiCorp last row, label 0
+EN_POSITIVE = "BUT IT WAS REALLY REALLY AWESOME"  # MOSI 03bSnISJMiM_12, positive
+FRENCH = "Ce film est vraiment magnifique, je le recommande à tout le monde."
+
+
+def test_score_texts_real_sentences(predictor, results):
+    out = predictor.score_texts([ZH_POSITIVE, ZH_NEGATIVE, EN_POSITIVE, FRENCH, "12345 !!!"])
+    assert [r["language"] for r in out[:3]] == ["zh", "zh", "en"]
+    assert [r["status"] for r in out] == ["ok", "ok", "ok", "error", "error"]
+    assert "detected fr" in out[3]["error"] and "no letters" in out[4]["error"]
+    for r in out[:3]:
+        assert -1 <= r["score"] <= 1 and r["label"] == score_to_label(r["score"], predictor.cuts)
+    assert out[0]["score"] > out[1]["score"]  # a clear-cut positive review above a clear-cut negative one
+    forced = predictor.score_texts(ZH_POSITIVE, language="zh")[0]
+    assert forced["score"] == out[0]["score"] and forced["language_source"] == "given"
+    # the same text branch as a clip's: its transcript scores as the clip's text modality did
+    clip = results[0]
+    again = predictor.score_texts(clip["transcript"], language=clip["language"])[0]
+    assert again["score"] == pytest.approx(clip["modalities"]["text"]["score"], abs=1e-3)
+
+
+@pytest.mark.parametrize("bad", ["", "   ", None, 5, [], ["ok", b"bytes"]])
+def test_score_texts_bad_input_is_one_error(predictor, bad):
+    with pytest.raises(ValueError):
+        predictor.score_texts(bad)
+
+
+def test_score_texts_language_option(predictor):
+    with pytest.raises(ValueError, match="scores zh, en"):
+        predictor.score_texts(EN_POSITIVE, language="fr")
+    assert predictor.score_texts(EN_POSITIVE, language="English")[0]["language"] == "en"
+
+
+def test_cli_text(model_dir, capsys):
+    from msa_lib.app.cli import main
+
+    rc = main(["predict", "--json", "--model-dir", str(model_dir), "--text", ZH_POSITIVE, "--text", FRENCH])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and [r["status"] for r in out] == ["ok", "error"] and out[0]["language"] == "zh"
+    rc = main(["predict", "--model-dir", str(model_dir), "--text", FRENCH])
+    assert rc == 1 and "no sentence could be scored" in capsys.readouterr().err
+    rc = main(["predict", "--model-dir", str(model_dir)])
+    assert rc != 0 and "give clips or --text" in capsys.readouterr().err

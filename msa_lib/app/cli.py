@@ -99,18 +99,22 @@ def interrupted_message(cfg, out: Path, started: float) -> str:
 def _predict(args) -> int:
     import json
 
-    from msa_lib.predict.predictor import Predictor, format_table
+    from msa_lib.predict.predictor import Predictor, text_table
 
+    if bool(args.text) == bool(args.clips):
+        raise ValueError("msa predict: give clips or --text SENTENCE, not both and not neither")
     model_dir = None if args.model_dir is None else user_path(args.model_dir)
     predictor = Predictor.load(model_dir, use_cache=args.cache, fps=args.fps)
-    results = predictor.predict(args.clips, progress=False)
-    if args.json:
-        print(json.dumps(results, ensure_ascii=False, indent=2))
+    if args.text:
+        results = predictor.score_texts(args.text, language=args.lang)
+        table = text_table(results)
     else:
-        print(predictor.table(results) if hasattr(predictor, "table") else format_table(results))
-    ok = [r for r in results if r.get("status") == "ok"]
-    if not ok:
-        print(f"msa predict: no clip could be predicted ({len(results)} input(s) failed; see the errors above)",
+        results = predictor.predict(args.clips, progress=False)
+        table = predictor.table(results)
+    print(json.dumps(results, ensure_ascii=False, indent=2) if args.json else table)
+    if not any(r.get("status") == "ok" for r in results):
+        what = "no sentence could be scored" if args.text else "no clip could be predicted"
+        print(f"msa predict: {what} ({len(results)} input(s) failed; see the errors above)",
               file=sys.stderr)
         return 1
     return 0
@@ -184,7 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_extract)
 
     p = sub.add_parser("predict", help="sentiment of video/audio clips with the bilingual default model")
-    p.add_argument("clips", nargs="+", help="video (or audio) files")
+    p.add_argument("clips", nargs="*", help="video (or audio) files")
+    p.add_argument("--text", action="append", default=None, metavar="SENTENCE",
+                   help="score a sentence with the default model's text branch instead of clips (repeatable)")
+    p.add_argument("--lang", default="auto", help="language of --text: auto (detected per sentence), zh or en")
     p.add_argument("--json", action="store_true", help="print the per-clip results as JSON")
     p.add_argument("--model", "--model-dir", dest="model_dir", default=None,
                    help="run folder from msa train, or the default model folder (default: models/default)")

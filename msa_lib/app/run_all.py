@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -71,13 +72,22 @@ DEMO_CLIPS = ("data/clips/chsims_video_0001_0001.mp4", "data/clips/chsims_video_
               "data/clips/mosi_0h-zjBukYpk_1.mp4", "data/clips/mosi_0h-zjBukYpk_2.mp4")
 
 
+# real sentences: ChnSentiCorp row 1 (label positive), MOSI 03bSnISJMiM_11 (negative), and French
+DEMO_SENTENCES = ("商务大床房，房间很大，床有2M宽，整体感觉经济实惠不错!", "A LOT OF SAD PARTS",
+                  "Ce film est vraiment magnifique.")
+
+
 def predict_demo(model_dir: str) -> str:
-    """``msa predict`` on the shipped clips, as a user would type it; returns command + output."""
-    args = ["predict", *DEMO_CLIPS, "--model-dir", model_dir]
-    done = subprocess.run([sys.executable, "-m", "msa_lib.app.cli", *args], cwd=PROJECT_ROOT, check=True,
-                          capture_output=True, text=True, env=step_env(on_terminal=False))
-    shown = ["predict", *DEMO_CLIPS] if model_dir == "models/default" else args
-    return f"$ msa {' '.join(shown)}\n{done.stdout.rstrip()}\n"
+    """``msa predict`` on the shipped clips and on a few sentences, as a user would type it; returns the
+    commands + outputs."""
+    out = []
+    for inputs in (list(DEMO_CLIPS), [a for t in DEMO_SENTENCES for a in ("--text", t)]):
+        args = ["predict", *inputs, "--model-dir", model_dir]
+        done = subprocess.run([sys.executable, "-m", "msa_lib.app.cli", *args], cwd=PROJECT_ROOT, check=True,
+                              capture_output=True, text=True, env=step_env(on_terminal=False))
+        shown = ["predict", *inputs] if model_dir == "models/default" else args
+        out.append(f"$ msa {' '.join(shlex.quote(a) for a in shown)}\n{done.stdout.rstrip()}\n")
+    return "\n".join(out)
 
 
 def step_summary(smoke: bool) -> None:

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 # Seed sizes: text 256-d / 4 layers / 8 heads; audio and vision 128-d / 2 layers / 4 heads.
 TEXT_DEFAULTS = {"hidden": 256, "layers": 4, "heads": 8}
 OTHER_DEFAULTS = {"hidden": 128, "layers": 2, "heads": 4}
-ENCODER_KINDS = ("transformer", "mlp", "pretrained_top")
+ENCODER_KINDS = ("transformer", "mlp", "stats", "pretrained_top")
 DEFAULT_PRETRAINED_TEXT = "intfloat/multilingual-e5-small"
 
 
@@ -63,7 +63,7 @@ class EncoderConfig:
 
     def resolved(self, modality: str, dropout: float) -> "EncoderConfig":
         base = TEXT_DEFAULTS if is_text_modality(modality) else OTHER_DEFAULTS
-        default_layers = {"transformer": base["layers"], "mlp": 2, "pretrained_top": 4}[self.kind]
+        default_layers = {"transformer": base["layers"], "mlp": 2, "stats": 1, "pretrained_top": 4}[self.kind]
         return replace(self, hidden=self.hidden or base["hidden"],
                        layers=default_layers if self.layers is None else self.layers,
                        heads=self.heads or base["heads"],
@@ -212,6 +212,30 @@ class MLPEncoder(nn.Module):
         return EncodedModality(h, mask, masked_mean(h, mask), mask.any(1), x, {})
 
 
+class StatsPoolEncoder(nn.Module):
+    """Statistics pooling (masked mean and standard deviation of each input dimension over time, as in
+    x-vector speaker / speech-emotion models), then an MLP. How a frame sequence varies, not only its
+    average, carries paralinguistic cues (the per-frame MLP's mean pooling drops it). The output
+    sequence is the one pooled step: use it with heads and late fusions, not with attention over time."""
+
+    def __init__(self, in_dim: int, hidden: int = 128, layers: int = 1, dropout: float = 0.3, name: str = "x", **_):
+        super().__init__()
+        self.name, self.in_dim, self.out_dim = name, in_dim, hidden
+        blocks, width = [nn.Dropout(dropout)], 2 * in_dim
+        for _ in range(max(1, layers)):
+            blocks += [nn.Linear(width, hidden), nn.LayerNorm(hidden), nn.GELU(), nn.Dropout(dropout)]
+            width = hidden
+        self.net = nn.Sequential(*blocks)
+
+    def forward(self, x: Tensor, mask: Tensor, return_attention: bool = False) -> EncodedModality:
+        mean = masked_mean(x, mask)
+        var = masked_mean((x - mean.unsqueeze(1)) ** 2, mask)
+        pooled = self.net(torch.cat([mean, var.clamp_min(1e-8).sqrt()], dim=-1))
+        present = mask.any(1)
+        pooled = pooled * present.unsqueeze(-1).to(pooled.dtype)  # an absent modality stays zero
+        return EncodedModality(pooled.unsqueeze(1), present.unsqueeze(1), pooled, present, x, {})
+
+
 class _BertLayerWithWeights(nn.Module):
     """One post-norm BERT layer built from a pretrained ``BertLayer``'s own sub-modules, computing the
     masked attention itself so the per-head weights can be returned (transformers 5 layers do not
@@ -285,7 +309,7 @@ class PretrainedTopEncoder(nn.Module):
 
 def build_encoder(modality: str, in_dim: int, config: EncoderConfig | str | dict | None = None,
                   dropout: float = 0.3, overrides: dict | None = None) -> nn.Module:
-    """An encoder by name (``transformer`` / ``mlp``) or config, with the seed defaults filled in."""
+    """An encoder by name (``transformer`` / ``mlp`` / ``stats``) or config, with the seed defaults filled in."""
     if config is None or isinstance(config, str):
         config = EncoderConfig(kind=config or "transformer")
     elif isinstance(config, dict):
@@ -297,5 +321,7 @@ def build_encoder(modality: str, in_dim: int, config: EncoderConfig | str | dict
         return PretrainedTopEncoder(in_dim, cfg.layers, cfg.dropout, cfg.pretrained, cfg.lr_scale, name=modality)
     if cfg.kind == "mlp":
         return MLPEncoder(in_dim, cfg.hidden, cfg.layers, cfg.dropout, name=modality)
+    if cfg.kind == "stats":
+        return StatsPoolEncoder(in_dim, cfg.hidden, cfg.layers, cfg.dropout, name=modality)
     return SequenceTransformerEncoder(in_dim, cfg.hidden, cfg.layers, cfg.heads, cfg.dropout, cfg.ff_mult,
                                       cfg.max_len, name=modality)

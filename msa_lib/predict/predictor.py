@@ -17,7 +17,6 @@ language the detector is unsure of, is not transcribed: its text modality is mis
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import replace
@@ -27,9 +26,11 @@ from typing import Sequence
 import numpy as np
 
 from msa_lib.data.labels import CLASS_NAMES, SIMS_CUTS
+from msa_lib.data.run_folder import ModelNotFound, RunError, read_run_header  # noqa: F401  (ModelNotFound: re-exported)
 from msa_lib.core.paths import project_path
-from msa_lib.core.utils import get_logger
-from msa_lib.predict.train_default import DEFAULT_MODEL_DIR, linear_proba
+from msa_lib.core.utils import get_logger, normalize_language
+from msa_lib.extract.text_language import detect_text_language
+from msa_lib.predict.train_default import DEFAULT_MODEL_DIR, linear_proba, text_branch_score
 
 log = get_logger("predict")
 
@@ -38,8 +39,6 @@ MIN_AUDIO_SCORE_S = 0.5  # shorter clips get no audio score (the audio model was
 LABELS = CLASS_NAMES[5]  # SNEG, WNEG, NEUT, WPOS, SPOS
 
 
-class ModelNotFound(FileNotFoundError):
-    pass
 
 
 def score_to_label(score: float, cuts: Sequence[float] = SIMS_CUTS[5]) -> str:
@@ -88,98 +87,32 @@ def check_clip_paths(paths) -> tuple[list, list, list]:
 
 
 class Predictor:
-    def __init__(self, model_dir: Path, config: dict, text: dict, audio: dict, use_cache: bool = False,
-                 fps: float | None = None, face: dict | None = None):
-        self.model_dir = Path(model_dir)
-        self.config = config
-        self.text = text
-        self.audio = audio
-        self.face = face  # per-frame blendshape valence model (None: the face is not scored)
-        self.weights = dict(config["fusion"]["weights"])
-        self.cuts = tuple(config["labels"]["cuts"])
-        self.extract_config = self._extract_config(fps if fps is not None else config["extract"]["fps"], use_cache)
-        self._loaded = False
+    """Predicts raw clips with a trained model folder (see :mod:`msa_lib.data.run_folder`).
 
-    # ------------------------------------------------------------------------------------ loading
+    :meth:`load` reads any run folder and returns the predictor of its kind (the default model:
+    :class:`DefaultModelPredictor`; a ``msa train`` run: :class:`~msa_lib.predict.run_predictor.RunPredictor`);
+    :meth:`predict` is the one prediction loop: check the paths, extract every readable clip with the
+    model's extraction settings, then one result per clip from the kind's :meth:`_predict_row`."""
+
+    extract_config = None  # ExtractConfig: how the model's features are made from a clip
+
     @classmethod
     def load(cls, model_dir: str | os.PathLike | None = None, use_cache: bool = False,
              fps: float | None = None) -> "Predictor":
-        """Read a model folder written by :mod:`msa_lib.predict.train_default` (default ``models/default``),
-        or a run folder written by ``msa train`` (then a :class:`~msa_lib.predict.run_predictor.RunPredictor`)."""
+        """Read a run folder (default ``models/default``, written by :mod:`msa_lib.predict.train_default`;
+        or one written by ``msa train``)."""
         path = project_path(model_dir or DEFAULT_MODEL_DIR)
-        from msa_lib.predict.run_predictor import RunPredictor, is_run_folder
+        header = read_run_header(path)
+        if header["kind"] == "network":
+            from msa_lib.predict.run_predictor import RunPredictor
 
-        if is_run_folder(path):
             return RunPredictor.load(path, use_cache=use_cache, fps=fps)
-        cfg_file = path / "config.json"
-        if not cfg_file.is_file():
-            raise ModelNotFound(f"{path}: no default model here (config.json missing); train it with "
-                                "`msa train-default` (python -m msa_lib.predict.train_default)")
-        config = json.loads(cfg_file.read_text())
-        if "file" not in config.get("face", {}):
-            raise ModelNotFound(f"{path}: this model predates the trained face branch (no face.npz); retrain it "
-                                "with `msa train-default` (python -m msa_lib.predict.train_default)")
-        arrays = {}
-        for branch in ("text", "audio", "face"):
-            with np.load(path / config[branch]["file"]) as npz:
-                arrays[branch] = {k: npz[k] for k in npz.files}
-        return cls(path, config, arrays["text"], arrays["audio"], use_cache=use_cache, fps=fps, face=arrays["face"])
-
-    def _extract_config(self, fps: float, use_cache: bool):
-        from msa_lib.extract.media import MediaConfig
-        from msa_lib.extract.pipeline import ExtractConfig
-
-        return ExtractConfig(
-            modalities=("text", "audio", "vision"), audio_features=("prosody",),
-            # the face branch reads the MediaPipe blendshapes only (no landmarks / HoG / FER pass)
-            face_features=tuple(self.config["extract"].get("face_features", ("blendshapes",))),
-            supported_languages=tuple(self.config["extract"].get("supported_languages", ("zh", "en"))),
-            media=replace(MediaConfig(), fps=fps),
-            use_cache=use_cache)
-
-    def warm_up(self) -> dict[str, float]:
-        """Load every extraction model now (once per process); returns the seconds each load took."""
-        from msa_lib.extract.pipeline import init_worker, load_models, threads_per_worker
-
-        init_worker(threads_per_worker(1))  # as extract() does for one local worker (all cores)
-        seconds = load_models(self.extract_config)
-        self._loaded = True
-        return seconds
-
-    # ---------------------------------------------------------------------------------- branches
-    def text_score(self, pooled: np.ndarray) -> float | None:
-        pooled = np.asarray(pooled, np.float64)
-        if pooled.size == 0 or not np.isfinite(pooled).all():
-            return None
-        return float(2 * linear_proba(self.text, pooled.reshape(1, -1))[0] - 1)
-
-    def audio_score(self, frames: np.ndarray, names: list[str]) -> float | None:
-        from msa_lib.extract.audio import summarize
-
-        frames = np.asarray(frames, np.float64)
-        if frames.ndim != 2 or len(frames) == 0:
-            return None
-        vec, _ = summarize(frames, names, functionals=tuple(self.config["audio"]["functionals"]))
-        if len(vec) != len(self.audio["mean"]):
-            raise ValueError(f"audio features have {len(vec)} values, the model expects {len(self.audio['mean'])}")
-        return float(2 * linear_proba(self.audio, np.nan_to_num(vec)[None])[0] - 1)
-
-    def face_score(self, frames: np.ndarray) -> tuple[float | None, int]:
-        """(mean over the face frames of 2 P(positive) - 1, number of face frames) of T x 52 blendshapes."""
-        frames = np.asarray(frames, np.float64)
-        if self.face is None or frames.ndim != 2 or len(frames) == 0:
-            return None, 0
-        if frames.shape[1] != len(self.face["mean"]):
-            raise ValueError(f"face features have {frames.shape[1]} columns, the model expects {len(self.face['mean'])}")
-        keep = np.isfinite(frames).all(axis=1)  # masked (no-face) frames are NaN rows
-        if not keep.any():
-            return None, 0
-        per_frame = 2 * linear_proba(self.face, frames[keep]) - 1
-        return float(np.clip(per_frame.mean(), -1, 1)), int(keep.sum())
+        return DefaultModelPredictor.from_folder(path, header, use_cache=use_cache, fps=fps)
 
     # -------------------------------------------------------------------------------- prediction
     def predict(self, paths: Sequence[str | os.PathLike] | str | os.PathLike, progress: bool = False) -> list[dict]:
-        """One dict per input path, in input order (see the module docstring)."""
+        """One dict per input path, in input order, with ``clip``, ``path`` and ``status`` (``ok`` or
+        ``error`` with ``error``) and the outputs of the model kind (see :meth:`_predict_row`)."""
         from msa_lib.extract.errors import MissingToolError
         from msa_lib.extract.pipeline import extract
 
@@ -200,10 +133,13 @@ class Predictor:
             if ds is not None:
                 rows = {cid: k for k, cid in enumerate(ds.ids)}
                 fail = {f["clip_id"]: f for f in ds.failures if f["kind"] == "failed"}
+                if len(ds):
+                    self._begin(ds)  # a model-level problem (features of another spec) is one error, raised
                 for i, clip in clips:
                     if clip.clip_id in rows:
                         try:
-                            results[i] = self._predict_row(ds, rows[clip.clip_id], str(paths[i]))
+                            results[i] = {"clip": str(paths[i]), "path": clip.path, "status": "ok",
+                                          **self._predict_row(ds, rows[clip.clip_id], str(paths[i]))}
                         except Exception as exc:
                             log.exception("prediction failed for %s", paths[i])
                             results[i] = {"clip": str(paths[i]), "path": clip.path, "status": "error",
@@ -215,13 +151,167 @@ class Predictor:
         log.debug("predicted %d clips in %.2f s", len(paths), time.perf_counter() - started)
         return results  # type: ignore[return-value]
 
+    def _begin(self, ds) -> None:
+        """Work on the whole extracted batch before the per-clip results (e.g. one forward pass)."""
+
+    def _predict_row(self, ds, k: int, name: str) -> dict:
+        raise NotImplementedError
+
+    def warm_up(self) -> dict[str, float]:
+        """Load every extraction model now (once per process); returns the seconds each load took."""
+        from msa_lib.extract.pipeline import init_worker, load_models, threads_per_worker
+
+        init_worker(threads_per_worker(1))  # as extract() does for one local worker (all cores)
+        seconds = load_models(self.extract_config)
+        self._loaded = True
+        return seconds
+
+    @staticmethod
+    def table(results: list[dict]) -> str:
+        return format_table(results)
+
+    def score_texts(self, texts: Sequence[str] | str, language: str | None = None) -> list[dict]:
+        raise RunError(f"{type(self).__name__}: this model scores clips only; sentences are scored by the "
+                       f"default model's text branch (msa predict --text without --model)")
+
+
+class DefaultModelPredictor(Predictor):
+    """The bilingual default model (run kind ``branch_fusion``): per-branch scores fused at decision level."""
+
+    def __init__(self, model_dir: Path, config: dict, text: dict, audio: dict, use_cache: bool = False,
+                 fps: float | None = None, face: dict | None = None):
+        self.model_dir = Path(model_dir)
+        self.config = config
+        self.text = text
+        # text.npz holds one linear model per language under "<lang>_<array>" keys
+        self.text_branches = {lang: {k[len(lang) + 1:]: v for k, v in text.items() if k.startswith(f"{lang}_")}
+                              for lang in config["text"]["languages"]}
+        self.audio = audio
+        self.face = face  # per-frame blendshape valence model (None: the face is not scored)
+        self.weights = dict(config["fusion"]["weights"])
+        self.cuts = tuple(config["labels"]["cuts"])
+        self.extract_config = self._extract_config(fps if fps is not None else config["extract"]["fps"], use_cache)
+        self._loaded = False
+
+    @classmethod
+    def from_folder(cls, path: Path, config: dict, use_cache: bool = False,
+                    fps: float | None = None) -> "DefaultModelPredictor":
+        arrays = {}
+        for branch in ("text", "audio", "face"):
+            try:
+                with np.load(path / config[branch]["file"], allow_pickle=False) as npz:
+                    arrays[branch] = {k: npz[k] for k in npz.files}
+            except (OSError, ValueError, KeyError) as exc:
+                raise RunError(f"{path / config[branch]['file']}: not a readable {branch} branch "
+                               f"({type(exc).__name__}); retrain with `msa train-default` or restore it") from None
+        return cls(path, config, arrays["text"], arrays["audio"], use_cache=use_cache, fps=fps, face=arrays["face"])
+
+    def _extract_config(self, fps: float, use_cache: bool):
+        from msa_lib.extract.media import MediaConfig
+        from msa_lib.extract.pipeline import ExtractConfig
+
+        return ExtractConfig(
+            modalities=("text", "audio", "vision"), audio_features=("prosody",),
+            # the face branch reads the MediaPipe blendshapes only (no landmarks / HoG / FER pass)
+            face_features=tuple(self.config["extract"].get("face_features", ("blendshapes",))),
+            supported_languages=tuple(self.config["extract"].get("supported_languages", ("zh", "en"))),
+            media=replace(MediaConfig(), fps=fps),
+            use_cache=use_cache)
+
+    # ---------------------------------------------------------------------------------- branches
+    def text_score(self, pooled: np.ndarray, language: str) -> float | None:
+        """The text branch of ``language`` on one pooled e5 vector (None: no vector or no branch)."""
+        pooled = np.asarray(pooled, np.float64)
+        branch = self.text_branches.get(language)
+        if branch is None or pooled.size == 0 or not np.isfinite(pooled).all():
+            return None
+        kind = self.config["text"]["languages"][language]["kind"]
+        return float(text_branch_score(branch, kind, pooled.reshape(1, -1))[0])
+
+    def _text_language(self, language: str | None, transcript: str) -> str | None:
+        """The clip's language when a text branch exists for it, else the language of the transcript."""
+        if language in self.text_branches:
+            return language
+        detected = detect_text_language(transcript) if transcript and transcript.strip() else None
+        return detected.language if detected else None
+
+    def audio_score(self, frames: np.ndarray, names: list[str]) -> float | None:
+        from msa_lib.extract.audio import summarize
+
+        frames = np.asarray(frames, np.float64)
+        if frames.ndim != 2 or len(frames) == 0:
+            return None
+        vec, _ = summarize(frames, names, functionals=tuple(self.config["audio"]["functionals"]))
+        if len(vec) != len(self.audio["mean"]):
+            raise ValueError(f"audio features have {len(vec)} values, the model expects {len(self.audio['mean'])}")
+        return float(2 * linear_proba(self.audio, np.nan_to_num(vec)[None])[0] - 1)
+
+    def score_texts(self, texts: Sequence[str] | str, language: str | None = None) -> list[dict]:
+        """The text branch on raw sentences: one dict per text with ``status``, ``language`` (given, or
+        detected per text when ``language`` is None / "auto", see :mod:`msa_lib.extract.text_language`),
+        ``score`` (2 P(positive) - 1, the text branch's score of a clip) and the 5-class ``label``.
+
+        Empty or non-text input raises ``ValueError`` (it is a caller's mistake); a sentence in a
+        language the model does not score gets ``status = "error"`` and the detected language."""
+        from msa_lib.extract.registry import get_extractor
+
+        items = [texts] if isinstance(texts, str) else texts
+        if not isinstance(items, (list, tuple)) or not items:
+            raise ValueError("score_texts: give a sentence or a non-empty list of sentences")
+        for i, t in enumerate(items):
+            if not isinstance(t, str):
+                raise ValueError(f"text {i}: expected a string, got {type(t).__name__}")
+            if not t.strip():
+                raise ValueError(f"text {i}: empty text")
+        supported = tuple(self.extract_config.supported_languages)
+        forced = None
+        if language is not None and str(language).strip().lower() != "auto":
+            forced = normalize_language(language)
+            if forced not in supported:
+                raise ValueError(f"language {language!r}: the default model scores {', '.join(supported)} text")
+        out, keep = [], []
+        for i, t in enumerate(items):
+            detected = None if forced else detect_text_language(t)
+            lang = forced or (detected.language if detected else None)
+            row = {"text": t, "language": lang, "language_source": "given" if forced else (detected.source if detected else None),
+                   "language_probability": None if forced or not detected else _r(detected.probability)}
+            if lang not in supported:
+                why = "no letters to tell the language from" if lang is None else f"detected {lang}"
+                row.update(status="error", error=f"{why}; the default model scores {', '.join(supported)} text "
+                                                   f"(give the language to force one)")
+            else:
+                row["status"] = "ok"
+                keep.append(i)
+            out.append(row)
+        if keep:
+            encoder = get_extractor("text").encoder(self.extract_config)
+            _, pooled = encoder.encode_with_pooled([items[i] for i in keep])
+            for i, vec in zip(keep, pooled):
+                score = self.text_score(vec, out[i]["language"])
+                out[i].update(score=_r(score), label=score_to_label(score, self.cuts))
+        return out
+
+    def face_score(self, frames: np.ndarray) -> tuple[float | None, int]:
+        """(mean over the face frames of 2 P(positive) - 1, number of face frames) of T x 52 blendshapes."""
+        frames = np.asarray(frames, np.float64)
+        if self.face is None or frames.ndim != 2 or len(frames) == 0:
+            return None, 0
+        if frames.shape[1] != len(self.face["mean"]):
+            raise ValueError(f"face features have {frames.shape[1]} columns, the model expects {len(self.face['mean'])}")
+        keep = np.isfinite(frames).all(axis=1)  # masked (no-face) frames are NaN rows
+        if not keep.any():
+            return None, 0
+        per_frame = 2 * linear_proba(self.face, frames[keep]) - 1
+        return float(np.clip(per_frame.mean(), -1, 1)), int(keep.sum())
+
     def _predict_row(self, ds, k: int, name: str) -> dict:
         extra = ds.extra[k] or {}
         missing = dict(extra.get("missing") or {})
         scores: dict[str, float | None] = {}
         details: dict[str, dict] = {}
         if "text_pooled" in ds.features:
-            scores["text"] = self.text_score(ds.features["text_pooled"][k])
+            language = self._text_language(ds.language[k], str(ds.raw_text[k] or ""))
+            scores["text"] = self.text_score(ds.features["text_pooled"][k], language)
         if "audio" in ds.features:
             spec = ds.meta.modalities["audio"]
             scores["audio"] = self.audio_score(ds.features["audio"][k], list(spec.feature_names))
@@ -287,4 +377,16 @@ def format_table(results: list[dict]) -> str:
             used = r.get("predicted_from") or [m for m in MODALITIES if m not in r["missing"]]
             lines.append(f"{'':<34} missing: " + "; ".join(f"{m} ({why})" for m, why in r["missing"].items())
                          + f"; predicted from {' + '.join(used)} only")
+    return "\n".join(lines)
+
+
+def text_table(results: list[dict]) -> str:
+    """Human-readable table of :meth:`DefaultModelPredictor.score_texts` results."""
+    lines = [f"{'label':<5} {'score':>6}  {'lang':<4} text / error", "-" * 60]
+    for r in results:
+        text = r["text"] if len(r["text"]) <= 60 else r["text"][:57] + "..."
+        if r["status"] != "ok":
+            lines.append(f"{'ERROR':<5} {'':>6}  {(r['language'] or '?'):<4} {text}: {r['error']}")
+        else:
+            lines.append(f"{r['label']:<5} {r['score']:+6.2f}  {r['language']:<4} {text}")
     return "\n".join(lines)

@@ -8,13 +8,12 @@ folders, ...) is refused when it is loaded, before any clip is decoded.
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-
 from msa_lib.core.utils import get_logger
 from msa_lib.data.labels import CLASS_NAMES, scores_to_classes
+from msa_lib.predict.predictor import Predictor
 
 if TYPE_CHECKING:
     from msa_lib.train.runs import TrainedRun
@@ -22,20 +21,20 @@ if TYPE_CHECKING:
 log = get_logger("predict.run")
 
 
-class RunPredictor:
+class RunPredictor(Predictor):
     """Predicts clips with a :class:`~msa_lib.train.runs.TrainedRun` (see the module docstring)."""
 
     def __init__(self, run: TrainedRun, extract_config):
         self.run = run
         self.extract_config = extract_config
+        self._loaded = False
 
     @classmethod
     def load(cls, run_dir: str | os.PathLike, use_cache: bool = False, fps: float | None = None) -> "RunPredictor":
         from dataclasses import replace
 
         from msa_lib.extract.pipeline import ExtractConfig, modality_specs
-        # here, not at module level: Predictor.load imports this module for every model folder, and
-        # msa_lib.train pulls in torch (seconds of msa predict start-up with the default model)
+        # here, not at module level: msa_lib.train pulls in torch (seconds of start-up)
         from msa_lib.train.runs import RunError, TrainedRun
 
         run = TrainedRun.load(run_dir)
@@ -60,34 +59,15 @@ class RunPredictor:
                                f"expects {want}; the installed extractor differs from the one the run used")
         return cls(run, cfg)
 
-    def predict(self, paths: Sequence[str | os.PathLike] | str | os.PathLike, progress: bool = False) -> list[dict]:
-        """One dict per input path, in input order: ``status``, ``label`` (class name; for regression the
-        5-class SNEG..SPOS label of the score), ``score`` (regression), ``confidence`` and ``probabilities``
-        (class tasks), ``missing`` (modalities the clip did not give). Bad files get ``status = "error"``."""
-        from msa_lib.extract.pipeline import extract
-        from msa_lib.predict.predictor import check_clip_paths
+    def _begin(self, ds) -> None:
+        self._frame = self.run.predict_dataset(ds)  # one forward pass over the batch
+        self._missing = {}
+        for f in ds.failures:
+            if f["kind"] != "failed":
+                self._missing.setdefault(f["clip_id"], []).append(f["stage"])
 
-        started = time.perf_counter()
-        paths, results, clips = check_clip_paths(paths)
-        if clips:
-            ds = extract([c for _, c in clips], self.extract_config, progress=progress, name="predict")
-            rows = {cid: k for k, cid in enumerate(ds.ids)}
-            failed = {f["clip_id"]: f["error"] for f in ds.failures if f["kind"] == "failed"}
-            missing = {}
-            for f in ds.failures:
-                if f["kind"] != "failed":
-                    missing.setdefault(f["clip_id"], []).append(f["stage"])
-            frame = self.run.predict_dataset(ds) if len(ds) else None
-            for i, clip in clips:
-                if clip.clip_id not in rows:
-                    results[i] = {"clip": str(paths[i]), "status": "error",
-                                  "error": failed.get(clip.clip_id, "extraction produced no result")}
-                    continue
-                row = frame.iloc[rows[clip.clip_id]]
-                results[i] = {"clip": str(paths[i]), "status": "ok", **self._outputs(row),
-                              "missing": missing.get(clip.clip_id, [])}
-        log.debug("predicted %d clips in %.2f s", len(paths), time.perf_counter() - started)
-        return results  # type: ignore[return-value]
+    def _predict_row(self, ds, k: int, name: str) -> dict:
+        return {**self._outputs(self._frame.iloc[k]), "missing": self._missing.get(ds.ids[k], [])}
 
     def _outputs(self, row) -> dict:
         scheme = self.run.scheme
@@ -118,17 +98,4 @@ class RunPredictor:
         return "\n".join(lines)
 
 
-def is_run_folder(path: str | os.PathLike) -> bool:
-    """A folder written by ``msa train`` (its config.json says ``format: msa-run``)."""
-    import json
-
-    cfg = Path(path) / "config.json"
-    if not cfg.is_file():
-        return False
-    try:
-        return json.loads(cfg.read_text()).get("format") == "msa-run"
-    except (json.JSONDecodeError, AttributeError):
-        return False
-
-
-__all__ = ["RunPredictor", "is_run_folder"]
+__all__ = ["RunPredictor"]

@@ -56,6 +56,44 @@ def msa(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return done
 
 
+# Training settings notebook 08 compares on the validation actors (RunConfig fields; lr 1e-4 is the
+# msa train default, tuned for the transformer encoders on MOSI).
+SETTINGS_CANDIDATES: dict[str, dict] = {
+    "mlp, lr 1e-4": {"model_config": {"encoder": "mlp"}, "train": {"lr": 1e-4}},
+    "mlp, lr 1e-3": {"model_config": {"encoder": "mlp"}, "train": {"lr": 1e-3}},
+    "stats, lr 1e-4": {"model_config": {"encoder": "stats"}, "train": {"lr": 1e-4}},
+    "stats, lr 1e-3": {"model_config": {"encoder": "stats"}, "train": {"lr": 1e-3}},
+}
+
+
+def run_settings(settings: dict, epochs: int, patience: int = 10) -> dict:
+    """A ``--config`` file's content: ``settings`` with the epoch budget (``msa train --epochs`` also sets it)."""
+    train = {"max_epochs": int(epochs), "patience": int(patience), **settings.get("train", {})}
+    return {**settings, "train": train}
+
+
+def choose_settings_on_validation(features: str | Path, work: str | Path, model: str, epochs: int,
+                                  candidates: dict[str, dict] | None = None, seed: int = 0) -> pd.DataFrame:
+    """Train each candidate (one seed) with ``msa train`` and rank them by validation macro F1 (the
+    run's own monitor), then accuracy. Only the validation actors are read; the test split is not."""
+    rows = []
+    for name, settings in (candidates or SETTINGS_CANDIDATES).items():
+        slug = "".join(c if c.isalnum() else "_" for c in name)
+        config, out = Path(work) / f"select_{slug}.json", Path(work) / "select" / slug
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(json.dumps(run_settings(settings, epochs)))
+        if out.exists():
+            import shutil
+
+            shutil.rmtree(out)
+        msa("train", features, "--model", model, "--task", "classes", "--seeds", seed, "--epochs", epochs,
+            "--config", config, "--out", out)
+        run = json.loads((out / "metrics.json").read_text())["per_seed"][0]
+        rows.append({"settings": name, "valid acc": run["valid"]["acc"], "valid macro F1": run["valid"]["f1_macro"],
+                     "best epoch": run["best_epoch"]})
+    return pd.DataFrame(rows).sort_values(["valid macro F1", "valid acc"], ascending=False).reset_index(drop=True)
+
+
 def held_out_recordings(manifest: pd.DataFrame, n: int = 4) -> list[str]:
     """A few test-actor recordings (never seen in training), one per emotion in turn."""
     test = manifest[manifest["split"] == "test"]

@@ -35,9 +35,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from msa_lib import __version__
 from msa_lib.core.utils import get_logger, set_seed
 from msa_lib.data.labels import CLASS_NAMES, LabelScheme, scores_to_classes
+from msa_lib.data.run_folder import RunError, read_run_header, run_header
 from msa_lib.data.schema import MultimodalDataset
 from msa_lib.data.splits import assert_disjoint_groups
 from msa_lib.data.torch_data import Standardizer
@@ -48,15 +48,9 @@ from msa_lib.train.trainer import TrainConfig, TrainingError, make_loader, metri
 
 log = get_logger("runs")
 
-RUN_FORMAT = 1  # bump when config.json changes incompatibly
-RUN_FILES = ("model.pt", "config.json", "metrics.json")
 TASKS = ("regression", "binary", "5class", "classes")
 VALID_NAMES = {"valid": "valid", "dev": "valid", "val": "valid", "validation": "valid", "train": "train", "test": "test"}
 MONITORS = {"regression": "valid_mae", "binary": "valid_acc2", "5class": "valid_f1_macro", "classes": "valid_f1_macro"}
-
-
-class RunError(ValueError):
-    """A run folder, its config or a feature file cannot be used as asked (one clear message)."""
 
 
 # ---------------------------------------------------------------------------------------------- config
@@ -380,7 +374,7 @@ def train_run(features: str | os.PathLike | MultimodalDataset, out: str | os.Pat
                "per_seed": per_seed, "summary": _summary(per_seed, scheme),
                "counts": {s: int((ds.split == s).sum()) for s in ("train", "valid", "test")}}
     config_json = {
-        "format": "msa-run", "format_version": RUN_FORMAT, "msa_lib_version": __version__,
+        **run_header("network"),
         "model": cfg.model, "task": cfg.task, "label_scheme": scheme.to_dict(), "class_names": list(scheme.class_names),
         "modalities": list(model.modalities), "chosen_seed": chosen,
         "run_config": cfg.to_dict() | {"train": dataclasses.asdict(train_cfg)},
@@ -518,21 +512,7 @@ class TrainedRun:
     @classmethod
     def load(cls, run_dir: str | os.PathLike, device: str = "cpu") -> "TrainedRun":
         run_dir = Path(run_dir)
-        if not run_dir.is_dir():
-            raise RunError(f"{run_dir}: no such run folder")
-        missing = [f for f in RUN_FILES if not (run_dir / f).is_file()]
-        if missing:
-            raise RunError(f"{run_dir}: not a complete run folder (missing {', '.join(missing)}); train one with msa train")
-        try:
-            config = json.loads((run_dir / "config.json").read_text())
-        except json.JSONDecodeError as exc:
-            raise RunError(f"{run_dir / 'config.json'}: corrupt ({exc}); retrain or restore the file") from None
-        if config.get("format") != "msa-run":
-            raise RunError(f"{run_dir / 'config.json'}: not an msa run config")
-        version = config.get("format_version")
-        if not isinstance(version, int) or version > RUN_FORMAT:
-            raise RunError(f"{run_dir}: run format {version} is newer than this msa_lib understands ({RUN_FORMAT}); "
-                           f"update msa_lib (pip install -U) to use it")
+        config = read_run_header(run_dir, kind="network")
         scheme = LabelScheme.from_dict(config["label_scheme"])
         spec = config["features"]["spec"]
         # the fusion's settings were written as built (its own config dataclass): read back as overrides
