@@ -48,7 +48,7 @@ class TranscriptText(BuiltinExtractor):
     name = "text"
     modality = "text"
     outputs = ("text", "text_pooled")
-    record_keys = ("tokens", "language_supported", "top_languages", "dropped_segments")
+    record_keys = ("tokens", "text_windows", "language_supported", "top_languages", "dropped_segments")
     config_field = "text"
 
     def transcriber(self, cfg, language: str | None = None):
@@ -78,8 +78,12 @@ class TranscriptText(BuiltinExtractor):
             self._transcribe(clip)
         if not record["transcript"]:
             return {}
-        seqs, pooled = clip.timed("text", self.encoder(cfg).encode_with_pooled, [record["transcript"]])  # one pass
+        from msa_lib.extract.text_windows import encode_windowed
+
+        # one pass; a transcript longer than the encoder's window is encoded in windows over the whole text
+        seqs, pooled, windows = clip.timed("text", encode_windowed, self.encoder(cfg), [record["transcript"]])
         record["tokens"] = seqs.tokens[0]
+        record["text_windows"] = windows[0]
         return {"text": seqs.embeddings[0], "text_pooled": pooled[0][None]}
 
     def _transcribe(self, clip: ClipData) -> None:

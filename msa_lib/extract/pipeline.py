@@ -68,8 +68,8 @@ from msa_lib.extract.visual import VisualFeatureConfig
 
 log = get_logger("extract")
 
-PIPELINE_VERSION = 3  # bump when the per-clip output changes: invalidates cached clips (3: language gate,
-# unreliable ASR segments dropped, deterministic decoding)
+PIPELINE_VERSION = 4  # bump when the per-clip output changes: invalidates cached clips (3: language gate,
+# unreliable ASR segments dropped, deterministic decoding; 4: long transcripts encoded in windows)
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".flv", ".mpg", ".mpeg"}
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac"}
 

@@ -284,11 +284,13 @@ class DefaultModelPredictor(Predictor):
                 keep.append(i)
             out.append(row)
         if keep:
+            from msa_lib.extract.text_windows import encode_windowed
+
             encoder = get_extractor("text").encoder(self.extract_config)
-            _, pooled = encoder.encode_with_pooled([items[i] for i in keep])
-            for i, vec in zip(keep, pooled):
+            _, pooled, windows = encode_windowed(encoder, [items[i] for i in keep])
+            for i, vec, n in zip(keep, pooled, windows):
                 score = self.text_score(vec, out[i]["language"])
-                out[i].update(score=_r(score), label=score_to_label(score, self.cuts))
+                out[i].update(score=_r(score), label=score_to_label(score, self.cuts), text_windows=n)
         return out
 
     def face_score(self, frames: np.ndarray) -> tuple[float | None, int]:
