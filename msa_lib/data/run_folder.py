@@ -76,13 +76,5 @@ def read_run_header(run_dir: str | os.PathLike, kind: str | None = None) -> dict
     return config
 
 
-def run_kind(path: str | os.PathLike) -> str | None:
-    """The kind of the run folder at ``path``, or None when it is not one (no exception)."""
-    try:
-        return read_run_header(path)["kind"]
-    except RunError:
-        return None
-
-
 __all__ = ["ModelNotFound", "RUN_FORMAT", "RUN_FORMAT_NAME", "RUN_KIND_FILES", "RunError", "read_run_header",
-           "run_header", "run_kind"]
+           "run_header"]

@@ -41,10 +41,11 @@ def window_capacity(encoder) -> int:
     return max(1, int(encoder.config.max_length) - SPECIAL_TOKENS - prefix - 1)
 
 
-def split_windows(encoder, text: str) -> list[str]:
-    """``text`` as consecutive pieces that each fit the encoder (one piece when it already fits)."""
+def split_windows(encoder, text: str, cap: int | None = None) -> list[str]:
+    """``text`` as consecutive pieces that each fit the encoder (one piece when it already fits);
+    ``cap``: :func:`window_capacity`, when the caller already has it."""
     spans = [s for s in _token_spans(encoder, text) if s[1] > s[0]]
-    cap = window_capacity(encoder)
+    cap = window_capacity(encoder) if cap is None else cap
     if len(spans) <= cap:
         return [text]
     return [text[spans[i][0]:spans[min(i + cap, len(spans)) - 1][1]] for i in range(0, len(spans), cap)]
@@ -53,7 +54,8 @@ def split_windows(encoder, text: str) -> list[str]:
 def encode_windowed(encoder, texts: Sequence[str]) -> tuple[TokenSequences, np.ndarray, list[int]]:
     """``encoder.encode_with_pooled`` for texts of any length: (token sequences over the whole text,
     pooled vectors, number of windows per text)."""
-    pieces = [split_windows(encoder, t) for t in texts]
+    cap = window_capacity(encoder)
+    pieces = [split_windows(encoder, t, cap) for t in texts]
     flat = [p for ps in pieces for p in ps]
     seqs, pooled = encoder.encode_with_pooled(flat)
     out_seqs, out_toks = [], []

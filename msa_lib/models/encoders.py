@@ -195,17 +195,22 @@ class SequenceTransformerEncoder(nn.Module):
         return EncodedModality(h, mask, masked_mean(h, mask), mask.any(1), x, attention)
 
 
+def mlp_blocks(width: int, hidden: int, layers: int, dropout: float) -> list[nn.Module]:
+    """``max(1, layers)`` x (Linear -> LayerNorm -> GELU -> Dropout), from ``width`` to ``hidden``."""
+    blocks = []
+    for _ in range(max(1, layers)):
+        blocks += [nn.Linear(width, hidden), nn.LayerNorm(hidden), nn.GELU(), nn.Dropout(dropout)]
+        width = hidden
+    return blocks
+
+
 class MLPEncoder(nn.Module):
     """Per-step MLP for utterance-level vectors (T = 1) or any sequence, then masked mean pooling."""
 
     def __init__(self, in_dim: int, hidden: int = 128, layers: int = 2, dropout: float = 0.3, name: str = "x", **_):
         super().__init__()
         self.name, self.in_dim, self.out_dim = name, in_dim, hidden
-        blocks, width = [], in_dim
-        for _ in range(max(1, layers)):
-            blocks += [nn.Linear(width, hidden), nn.LayerNorm(hidden), nn.GELU(), nn.Dropout(dropout)]
-            width = hidden
-        self.net = nn.Sequential(*blocks)
+        self.net = nn.Sequential(*mlp_blocks(in_dim, hidden, layers, dropout))
 
     def forward(self, x: Tensor, mask: Tensor, return_attention: bool = False) -> EncodedModality:
         h = self.net(x) * mask.unsqueeze(-1).to(x.dtype)
@@ -221,11 +226,7 @@ class StatsPoolEncoder(nn.Module):
     def __init__(self, in_dim: int, hidden: int = 128, layers: int = 1, dropout: float = 0.3, name: str = "x", **_):
         super().__init__()
         self.name, self.in_dim, self.out_dim = name, in_dim, hidden
-        blocks, width = [nn.Dropout(dropout)], 2 * in_dim
-        for _ in range(max(1, layers)):
-            blocks += [nn.Linear(width, hidden), nn.LayerNorm(hidden), nn.GELU(), nn.Dropout(dropout)]
-            width = hidden
-        self.net = nn.Sequential(*blocks)
+        self.net = nn.Sequential(nn.Dropout(dropout), *mlp_blocks(2 * in_dim, hidden, layers, dropout))
 
     def forward(self, x: Tensor, mask: Tensor, return_attention: bool = False) -> EncodedModality:
         mean = masked_mean(x, mask)

@@ -39,8 +39,6 @@ MIN_AUDIO_SCORE_S = 0.5  # shorter clips get no audio score (the audio model was
 LABELS = CLASS_NAMES[5]  # SNEG, WNEG, NEUT, WPOS, SPOS
 
 
-
-
 def score_to_label(score: float, cuts: Sequence[float] = SIMS_CUTS[5]) -> str:
     """SIMS-style right-closed intervals: (-inf, -0.7] SNEG, (-0.7, -0.1] WNEG, (-0.1, 0.1] NEUT, ..."""
     return LABELS[int(np.searchsorted(np.asarray(cuts), score, side="left"))]
@@ -182,7 +180,6 @@ class DefaultModelPredictor(Predictor):
                  fps: float | None = None, face: dict | None = None):
         self.model_dir = Path(model_dir)
         self.config = config
-        self.text = text
         # text.npz holds one linear model per language under "<lang>_<array>" keys
         self.text_branches = {lang: {k[len(lang) + 1:]: v for k, v in text.items() if k.startswith(f"{lang}_")}
                               for lang in config["text"]["languages"]}

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from msa_lib.data.labels import CLASS_NAMES
+from msa_lib.data.labels import CLASS_NAMES, rescale_score
 from msa_lib.data.run_folder import run_header
 from msa_lib.core.paths import project_path
 from msa_lib.core.utils import get_logger
@@ -84,9 +84,7 @@ def linear_arrays(model) -> dict[str, np.ndarray]:
 
 def linear_proba(arrays: dict, X: np.ndarray) -> np.ndarray:
     """P(positive) of a saved standardise + logistic-regression model."""
-    X = np.atleast_2d(np.asarray(X, np.float64))
-    z = ((X - arrays["mean"]) / arrays["scale"]) @ arrays["coef"] + float(arrays["intercept"][0])
-    return 1.0 / (1.0 + np.exp(-z))
+    return 1.0 / (1.0 + np.exp(-linear_value(arrays, X)))
 
 
 def fit_ridge(X, y, alpha):
@@ -113,7 +111,7 @@ def text_branch_score(arrays: dict, kind: str, X: np.ndarray) -> np.ndarray:
     """Text branch scores in [-1, 1]: a ``ridge`` branch predicts the MOSI score (/ 3, clipped), a
     ``logistic`` one gives 2 P(positive) - 1."""
     if kind == "ridge":
-        return np.clip(linear_value(arrays, X) / MOSI_SCALE, -1, 1)
+        return rescale_score(linear_value(arrays, X), "mosi", "sims")
     return 2 * linear_proba(arrays, X) - 1
 
 
@@ -208,7 +206,7 @@ def text_fine_grained_metrics(model_dir: Path, data: dict) -> dict:
     score = np.array([r["score"] for r in results], float)
     predicted = np.array([LABELS.index(r["label"]) for r in results])
     truth = d["score"][te]
-    m = {k: round(float(v), 4) for k, v in fine_grained_metrics(truth, MOSI_SCALE * score).items()}
+    m = {k: round(float(v), 4) for k, v in fine_grained_metrics(truth, rescale_score(score, "sims", "mosi")).items()}
     true_class = five_class(truth)
     m.update(n=int(te.sum()), f1_macro_5class_printed_labels=round(float(f1_macro(true_class, predicted, list(range(5)))), 4),
              acc5_printed_labels=round(float(np.mean(true_class == predicted)), 4),
