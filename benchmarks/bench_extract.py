@@ -99,7 +99,7 @@ def faster_whisper_as_shipped():
     twice): the behaviour before ``Transcriber`` reused the detection pass."""
     original = Transcriber._run_faster_whisper
 
-    def stock(self, samples, task, forced, accept=None, min_probability=0.5):
+    def stock(self, samples, task, forced, accept=None, min_probability=0.5, progress=None, speech=None):
         c = self.config
         segments, info = self.model.transcribe(
             samples, language=forced, task=task, beam_size=c.beam_size, best_of=c.best_of,

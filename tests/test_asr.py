@@ -437,3 +437,41 @@ def test_encoder_short_window_and_intermediate_layer(clips):
     assert np.isfinite(frames).all()
     with pytest.raises(ASRConfigError, match="layer"):
         WhisperEncoderFeatures(WhisperEncoderConfig(layer=6, device="cpu")).extract(wav)
+
+
+def test_decode_windows_cut_long_audio_in_pauses():
+    sr = asr.SAMPLE_RATE
+    assert asr.decode_windows(100 * sr, 120.0) == [(0, 100 * sr)]  # short audio: one pass, as before
+    assert asr.decode_windows(70 * sr, 60.0) == [(0, 70 * sr)]  # within 1.25 windows: still one
+    assert asr.decode_windows(1000 * sr, 0) == [(0, 1000 * sr)]  # 0: never windowed
+    speech = [(0.0, 50.0), (50.5, 54.0), (56.0, 110.0), (111.0, 300.0)]  # pauses at 50.25, 55, 110.5 s
+    windows = asr.decode_windows(300 * sr, 60.0, speech)
+    assert windows[0] == (0, int(55.0 * sr))  # the longest pause in [45, 60] s, not the nearest
+    assert windows[1] == (int(55.0 * sr), int(110.5 * sr))
+    assert [s for s, _ in windows[1:]] == [e for _, e in windows[:-1]] and windows[-1][1] == 300 * sr
+    no_pause = asr.decode_windows(300 * sr, 60.0, [(0.0, 300.0)])  # no pause: nominal cuts
+    assert [s for s, _ in no_pause] == [0, 60 * sr, 120 * sr, 180 * sr, 240 * sr]
+    with pytest.raises(ASRConfigError):
+        ASRConfig(decode_window_s=10)
+
+
+def test_long_audio_is_transcribed_window_by_window(fw, clips):
+    """Two real English clips with a pause between them, decoded with 30-s windows: the cut falls in
+    the pause, segment times are seconds of the whole audio, and each clip's words come out."""
+    en = sorted((row for row in clips if row["lang"] == "en"), key=lambda r: Path(r["wav"]).stat().st_size)[:2]
+    first, second = (asr.load_audio_16k(row["wav"]) for row in en)
+    pause = np.zeros(int(1.5 * asr.SAMPLE_RATE), np.float32)
+    pad = np.zeros(max(0, int(24 * asr.SAMPLE_RATE) - first.size), np.float32)  # first clip + silence ~ 24 s
+    audio = np.concatenate([first, pad, pause, second, np.zeros(int(14 * asr.SAMPLE_RATE), np.float32)])
+    windowed = Transcriber(fw.config, decode_window_s=30.0)  # the same (cached) model
+    speech = asr.speech_regions(audio)
+    windows = asr.decode_windows(audio.size, 30.0, speech)
+    assert len(windows) == 2
+    cut_s = windows[0][1] / asr.SAMPLE_RATE
+    assert not any(s < cut_s < e for s, e in speech)  # cut in a pause
+    result = windowed.transcribe(audio)
+    assert result.language == "en"
+    assert [s for s, _, _ in result.segments] == sorted(s for s, _, _ in result.segments)
+    assert any(s >= cut_s for s, _, _ in result.segments)  # the second window's segments, in clip time
+    assert _word_recall(result.text, en[0]["text"]) >= 0.6
+    assert _word_recall(result.text, en[1]["text"]) >= 0.6

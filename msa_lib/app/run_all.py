@@ -64,6 +64,7 @@ def step_benchmarks(smoke: bool) -> None:
         _python("benchmarks/bench_train.py", "--quick", "--out", str(out / "train.json"))
         return
     _python("benchmarks/bench_extract.py")
+    _python("benchmarks/bench_length.py")
     _python("benchmarks/bench_train.py")
     _python("benchmarks/bench_predict.py")
 

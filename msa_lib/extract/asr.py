@@ -516,6 +516,10 @@ class ASRConfig:
     compression_ratio_threshold: float | None = 2.4
     drop_unreliable_segments: bool = True
     min_speech_s: float = 0.25
+    # faster-whisper holds the log-mel of all the audio it is given (about 50 MB per minute at its
+    # peak), so longer audio is decoded in windows of about this length, cut in a pause the VAD found
+    # (see decode_windows); the language is detected once, on the first window. 0: one pass.
+    decode_window_s: float = 120.0
 
     def __post_init__(self) -> None:
         self.temperature = tuple(float(t) for t in (
@@ -530,6 +534,8 @@ class ASRConfig:
             raise ASRConfigError(f"task {self.task!r}: expected one of {TASKS}")
         if self.beam_size < 1 or self.best_of < 1:
             raise ASRConfigError("beam_size and best_of must be >= 1")
+        if not (self.decode_window_s == 0 or self.decode_window_s >= 30):  # Whisper's own window is 30 s
+            raise ASRConfigError(f"decode_window_s={self.decode_window_s}: expected 0 (one pass) or >= 30 s")
         self.language = whisper_language(self.language) or "auto"
 
 
@@ -616,13 +622,86 @@ def decide_language(top_languages: Sequence[tuple[str, float]], supported: Seque
                   f"language is one of {wanted} with p >= {min_probability:g})")
 
 
+def _define_blockwise_vad_class():
+    from faster_whisper.vad import SileroVADModel
+
+    class BlockwiseSileroVAD(SileroVADModel):
+        """faster-whisper's Silero VAD with the same outputs, but each batch of windows (with its 64
+        samples of context) is cut from the audio as it runs, instead of the whole audio first
+        copied into one context-prefixed matrix: about 400 MB less for 30 minutes of audio."""
+
+        def __call__(self, audio: np.ndarray, num_samples: int = 512, context_size_samples: int = 64):
+            assert audio.ndim == 1 and audio.shape[0] % num_samples == 0
+            windows = audio.reshape(-1, num_samples)
+            h = np.zeros((1, 1, 128), dtype="float32")
+            c = np.zeros((1, 1, 128), dtype="float32")
+            outputs, batch_size = [], 10000  # faster-whisper's encoder batch (h, c carried across)
+            for i in range(0, len(windows), batch_size):
+                batch = windows[i: i + batch_size]
+                context = np.zeros((len(batch), context_size_samples), dtype="float32")
+                context[1:] = batch[:-1, -context_size_samples:]
+                if i > 0:  # the previous window's tail, as in the all-at-once matrix
+                    context[0] = windows[i - 1, -context_size_samples:]
+                output, h, c = self.session.run(
+                    None, {"input": np.concatenate([context, batch], 1), "h": h, "c": c})
+                outputs.append(output)
+            return np.concatenate(outputs, axis=0)
+
+    return BlockwiseSileroVAD
+
+
+def _use_blockwise_vad() -> None:
+    """Make faster-whisper's VAD (ours and ``transcribe(vad_filter=True)``) run block by block; its
+    ``get_speech_timestamps`` takes the model from ``get_vad_model()``, so that is what is replaced."""
+    import faster_whisper.vad as fw_vad
+
+    if getattr(fw_vad.get_vad_model, "msa_blockwise", False):
+        return
+    original = fw_vad.get_vad_model
+
+    def blockwise_vad_model():
+        def build():
+            vad = object.__new__(_define_blockwise_vad_class())
+            vad.session = original().session  # the same loaded ONNX session
+            return vad
+        return shared("asr.blockwise-vad", build)
+
+    blockwise_vad_model.msa_blockwise = True
+    fw_vad.get_vad_model = blockwise_vad_model
+
+
 def speech_regions(samples: np.ndarray) -> list[tuple[float, float]]:
     """Voiced stretches ``(start_s, end_s)`` of 16-kHz samples found by Silero VAD (bundled with
     faster-whisper), without the padding faster-whisper adds around speech for decoding."""
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
+    _use_blockwise_vad()
     stamps = get_speech_timestamps(samples, VadOptions(speech_pad_ms=0, min_silence_duration_ms=100))
     return [(t["start"] / SAMPLE_RATE, t["end"] / SAMPLE_RATE) for t in stamps]
+
+
+def decode_windows(n_samples: int, window_s: float, speech: Sequence[tuple[float, float]] | None = None,
+                   sr: int = SAMPLE_RATE) -> list[tuple[int, int]]:
+    """``(start, stop)`` sample ranges that cover ``n_samples`` in windows of about ``window_s``.
+
+    Each cut goes in the middle of the pause between two ``speech`` regions nearest to where the
+    window would end (searched in the last quarter of the window), so no word is split; without a
+    pause there (or without VAD regions) the cut falls at the nominal length. ``window_s=0`` or audio
+    no longer than 1.25 windows: one window, the whole audio."""
+    if window_s <= 0 or n_samples <= 1.25 * window_s * sr:
+        return [(0, n_samples)]
+    pauses = [((a_end + b_start) / 2, b_start - a_end) for (_, a_end), (b_start, _) in zip(speech or [], (speech or [])[1:])
+              if b_start > a_end]
+    cuts, start = [], 0
+    while n_samples - start > 1.25 * window_s * sr:
+        lo, nominal = start / sr + 0.75 * window_s, start / sr + window_s
+        near = [p for p in pauses if lo <= p[0] <= nominal]
+        cut_s = max(near, key=lambda p: (p[1], p[0]))[0] if near else nominal  # the longest pause
+        cut = int(round(cut_s * sr))
+        cuts.append((start, cut))
+        start = cut
+    cuts.append((start, n_samples))
+    return cuts
 
 
 @dataclass
@@ -712,8 +791,9 @@ class Transcriber:
     # -- public API -------------------------------------------------------------------------
     def transcribe(self, audio: AudioInput, *, task: str | None = None, language: str | None = None,
                    accept_languages: Sequence[str] | None = None,
-                   min_language_probability: float = MIN_LANGUAGE_PROBABILITY) -> ASRResult:
+                   min_language_probability: float = MIN_LANGUAGE_PROBABILITY, progress=None) -> ASRResult:
         """Transcribe (or translate) one clip. ``task``/``language`` override the config for this call.
+        ``progress``: an optional bar, advanced by the seconds of audio decoded (faster-whisper).
 
         ``accept_languages`` (with a detected, not forced, language): decode only when
         :func:`decide_language` accepts the detection; otherwise the result has no text,
@@ -750,7 +830,8 @@ class Transcriber:
         accept = tuple(accept_languages) if accept_languages and forced is None else None
         run = self._run_faster_whisper if c.backend == "faster-whisper" else self._run_openai_whisper
         with self._seeded():
-            decoded, lang, prob, top, rejection = run(samples, task, forced, accept, min_language_probability)
+            decoded, lang, prob, top, rejection = run(samples, task, forced, accept, min_language_probability,
+                                                      progress=progress, speech=speech)
         if rejection:
             return result(text="", language=lang, language_probability=prob, segments=[], has_speech=True,
                           language_detected=True, top_languages=top, language_supported=False,
@@ -850,11 +931,17 @@ class Transcriber:
             return ""
         return decide_language(top or [(lang, 1.0 if prob is None else prob)], accept, min_probability)[1]
 
-    def _run_faster_whisper(self, samples, task, forced, accept=None, min_probability=MIN_LANGUAGE_PROBABILITY):
-        """``(decoded segments, language, probability, top-5, rejection)`` with faster-whisper."""
+    def _run_faster_whisper(self, samples, task, forced, accept=None, min_probability=MIN_LANGUAGE_PROBABILITY,
+                            progress=None, speech=None):
+        """``(decoded segments, language, probability, top-5, rejection)`` with faster-whisper, window
+        by window (:func:`decode_windows`; one window for audio up to 1.25 x ``decode_window_s``).
+        Segment times are seconds of the whole clip."""
         c = self.config
         model = self.model
         lang, prob, top = forced, None, []
+        windows = decode_windows(samples.size, c.decode_window_s, speech)
+        first = samples[windows[0][0]: windows[0][1]]
+        decoded = []
         # the detection's encoder pass is reused by the decoding (one clip, this block only)
         reuse = getattr(model, "reusing_encoder_output", None)
         with reuse() if reuse is not None else nullcontext():
@@ -862,26 +949,32 @@ class Transcriber:
                 if not model.model.is_multilingual:
                     lang = "en"
                 elif c.vad_filter:  # detect on the speech-only audio, as transcribe(vad_filter=True) would
-                    lang, prob, all_probs = model.detect_language(samples, vad_filter=True)
+                    lang, prob, all_probs = model.detect_language(first, vad_filter=True)
                     prob, top = float(prob), _top(all_probs or [])
                 else:
-                    lang, prob, top = self._detect_faster_whisper(samples)
+                    lang, prob, top = self._detect_faster_whisper(first)
                 rejection = self._accept(lang, prob, top, accept, min_probability)
                 if rejection:
                     return [], lang, prob, top, rejection
-            segments_iter, _ = model.transcribe(
-                samples, language=lang, task=task, beam_size=c.beam_size, best_of=c.best_of,
-                temperature=list(c.temperature), compression_ratio_threshold=c.compression_ratio_threshold,
-                vad_filter=c.vad_filter, condition_on_previous_text=c.condition_on_previous_text,
-                no_speech_threshold=c.no_speech_threshold, log_prob_threshold=c.log_prob_threshold,
-                initial_prompt=c.initial_prompt,
-            )
-            segs = list(segments_iter)  # a lazy generator: decoding happens here
-        decoded = [DecodedSegment(float(s.start), float(s.end), s.text, float(s.avg_logprob), float(s.no_speech_prob),
-                                  float(s.compression_ratio)) for s in segs]
+            for start, stop in windows:
+                offset = start / SAMPLE_RATE
+                segments_iter, _ = model.transcribe(
+                    samples[start:stop], language=lang, task=task, beam_size=c.beam_size, best_of=c.best_of,
+                    temperature=list(c.temperature), compression_ratio_threshold=c.compression_ratio_threshold,
+                    vad_filter=c.vad_filter, condition_on_previous_text=c.condition_on_previous_text,
+                    no_speech_threshold=c.no_speech_threshold, log_prob_threshold=c.log_prob_threshold,
+                    initial_prompt=c.initial_prompt,
+                )
+                for s in segments_iter:  # a lazy generator: decoding happens here
+                    decoded.append(DecodedSegment(offset + float(s.start), offset + float(s.end), s.text,
+                                                  float(s.avg_logprob), float(s.no_speech_prob),
+                                                  float(s.compression_ratio)))
+                    if progress is not None:
+                        progress.update(max(0.0, round(decoded[-1].end - progress.n, 1)))
         return decoded, lang, prob, top, ""
 
-    def _run_openai_whisper(self, samples, task, forced, accept=None, min_probability=MIN_LANGUAGE_PROBABILITY):
+    def _run_openai_whisper(self, samples, task, forced, accept=None, min_probability=MIN_LANGUAGE_PROBABILITY,
+                            progress=None, speech=None):  # whisper.transcribe draws no bar with verbose=None
         """``(decoded segments, language, probability, top-5, rejection)`` with openai-whisper."""
         import whisper
 

@@ -91,7 +91,7 @@ class AudioFeatureConfig:
     rolloff_percent: float = 0.85
     hnr_floor_db: float = -20.0
     hnr_ceiling_db: float = 50.0
-    chunk_frames: int = 2000  # frames processed at once in the pitch/HNR pass (bounds memory)
+    chunk_frames: int = 2000  # frames processed at once (20 s): bounds memory for any clip length
 
     @property
     def hop_length(self) -> int:
@@ -184,16 +184,24 @@ def _as_mono_float(y, sr: int | None = None) -> np.ndarray:
     return y
 
 
-def _centered_frames(y: np.ndarray, frame_length: int, hop: int) -> np.ndarray:
-    """``(1 + len(y) // hop) x frame_length`` view of zero-padded ``y``, frame t centred at t*hop
-    (the same framing as librosa's ``center=True``, so all features line up)."""
-    n_frames = 1 + len(y) // hop
+def _segment(y: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """``y[start:stop]`` as float32, with zeros where the range runs past either end of ``y``."""
+    out = np.zeros(stop - start, dtype=np.float32)
+    lo, hi = max(start, 0), min(stop, len(y))
+    if hi > lo:
+        out[lo - start: hi - start] = y[lo:hi]
+    return out
+
+
+def _centered_frames(y: np.ndarray, frame_length: int, hop: int, start: int = 0,
+                     stop: int | None = None) -> np.ndarray:
+    """Frames ``start..stop`` (default: all ``1 + len(y) // hop``) as a ``(n x frame_length)`` view,
+    frame t centred at t*hop over zero-padded ``y`` (librosa's ``center=True`` framing, so all
+    features line up). Only the samples of the requested frames are copied."""
+    stop = 1 + len(y) // hop if stop is None else stop
     pad = frame_length // 2
-    total = (n_frames - 1) * hop + frame_length
-    padded = np.zeros(total, dtype=np.float32)
-    seg = y[: max(0, total - pad)]
-    padded[pad: pad + len(seg)] = seg
-    return np.lib.stride_tricks.sliding_window_view(padded, frame_length)[::hop][:n_frames]
+    seg = _segment(y, start * hop - pad, (stop - 1) * hop - pad + frame_length)
+    return np.lib.stride_tricks.sliding_window_view(seg, frame_length)[::hop][: stop - start]
 
 
 def _frame_rms_db(y: np.ndarray, frame_length: int, hop: int) -> np.ndarray:
@@ -353,51 +361,59 @@ def extract_prosody(y, sr: int, cfg: AudioFeatureConfig | None = None) -> tuple[
     hop, win, n_fft = cfg.hop_length, cfg.win_length, cfg.n_fft
     n_frames = 1 + len(y) // hop
 
-    # --- spectral pass (one STFT shared by everything spectral)
+    # Every feature below is per frame except the deltas, the silence threshold (relative to the
+    # loudest frame) and pyin's HMM, so the frame-level passes run in blocks of ``chunk_frames``,
+    # each copying only its own samples: the working memory does not grow with the clip length and
+    # the values equal one whole-clip pass (up to float32 rounding). librosa's ``center=True``
+    # framing (zero padding) is reproduced by cutting each block out of the zero-padded signal.
     y_spec = y if len(y) >= n_fft else np.pad(y, (0, n_fft - len(y)))  # zeros = librosa's own padding
-    mag = np.abs(librosa.stft(y_spec, n_fft=n_fft, hop_length=hop, win_length=win, window="hann",
-                              center=True, pad_mode="constant"))[:, :n_frames]
-    power = mag ** 2
-    mel = librosa.feature.melspectrogram(S=power, sr=sr, n_mels=cfg.n_mels, fmin=0.0, fmax=sr / 2)
-    log_mel = 10 * np.log10(np.maximum(mel, _EPS))
-    mfcc = librosa.feature.mfcc(S=log_mel, n_mfcc=cfg.n_mfcc + 1)[1:]
-    freqs = librosa.fft_frequencies(sr=sr, n_fft=n_fft)
-    mag_sum = mag.sum(axis=0)
-    has_energy = mag_sum > _EPS
-    weights = mag / np.where(has_energy, mag_sum, 1.0)
-    centroid = (freqs[:, None] * weights).sum(axis=0)
-    bandwidth = np.sqrt((((freqs[:, None] - centroid) ** 2) * weights).sum(axis=0))
-    cum = np.cumsum(power, axis=0)
-    rolloff_idx = np.argmax(cum >= cfg.rolloff_percent * cum[-1:], axis=0)
-    rolloff = np.where(has_energy, freqs[rolloff_idx], 0.0)
-    centroid, bandwidth = np.where(has_energy, centroid, 0.0), np.where(has_energy, bandwidth, 0.0)
-    flatness = librosa.feature.spectral_flatness(S=mag, power=2.0, amin=_EPS)[0]
-    flatness = np.where(has_energy, flatness, 1.0)  # silence is "flat"; librosa agrees, made explicit
-    contrast = librosa.feature.spectral_contrast(S=mag, sr=sr, n_fft=n_fft, fmin=cfg.contrast_fmin,
-                                                 n_bands=cfg.contrast_bands)
-
-    # --- time-domain pass: RMS and ZCR on the short window
-    short = _centered_frames(y, win, hop)
-    rms_db = np.maximum(20 * np.log10(np.maximum(np.sqrt(np.mean(short.astype(np.float64) ** 2, axis=1)),
-                                                 _EPS)), DB_FLOOR)
-    signs = np.signbit(short)
-    zcr = np.mean(signs[:, 1:] != signs[:, :-1], axis=1)
-    silent = _silent_frames(rms_db, cfg)
-
-    # --- pitch / voicing / HNR pass on the long window, in chunks to bound memory
-    f0 = np.zeros(n_frames)
-    aper = np.ones(n_frames)
-    hnr = np.full(n_frames, cfg.hnr_floor_db)
-    long_frames = _centered_frames(y, cfg.pitch_frame_length, hop)
     if cfg.pitch_method not in ("yin", "pyin"):
         raise ValueError(f"pitch_method must be 'yin' or 'pyin', got {cfg.pitch_method!r}")
+    mfcc = np.empty((cfg.n_mfcc, n_frames), dtype=np.float32)  # float32 like librosa's, so deltas agree
+    spectral = np.empty((4, n_frames))  # centroid, bandwidth, rolloff (Hz), flatness
+    contrast = np.empty((cfg.contrast_bands + 1, n_frames))
+    rms_db, zcr = np.empty(n_frames), np.empty(n_frames)
+    f0, aper = np.zeros(n_frames), np.ones(n_frames)
+    hnr = np.full(n_frames, cfg.hnr_floor_db)
+    freqs = librosa.fft_frequencies(sr=sr, n_fft=n_fft)
     for s in range(0, n_frames, cfg.chunk_frames):
-        chunk = long_frames[s: s + cfg.chunk_frames]
+        e = min(n_frames, s + cfg.chunk_frames)
+        block = slice(s, e)
+        # spectral pass (one STFT shared by everything spectral)
+        samples = _segment(y_spec, s * hop - n_fft // 2, (e - 1) * hop + n_fft - n_fft // 2)
+        mag = np.abs(librosa.stft(samples, n_fft=n_fft, hop_length=hop, win_length=win, window="hann",
+                                  center=False))[:, : e - s]
+        power = mag ** 2
+        mel = librosa.feature.melspectrogram(S=power, sr=sr, n_mels=cfg.n_mels, fmin=0.0, fmax=sr / 2)
+        log_mel = 10 * np.log10(np.maximum(mel, _EPS))
+        mfcc[:, block] = librosa.feature.mfcc(S=log_mel, n_mfcc=cfg.n_mfcc + 1)[1:]
+        mag_sum = mag.sum(axis=0)
+        has_energy = mag_sum > _EPS
+        weights = mag / np.where(has_energy, mag_sum, 1.0)
+        centroid = (freqs[:, None] * weights).sum(axis=0)
+        bandwidth = np.sqrt((((freqs[:, None] - centroid) ** 2) * weights).sum(axis=0))
+        cum = np.cumsum(power, axis=0)
+        rolloff_idx = np.argmax(cum >= cfg.rolloff_percent * cum[-1:], axis=0)
+        spectral[2, block] = np.where(has_energy, freqs[rolloff_idx], 0.0)
+        spectral[0, block] = np.where(has_energy, centroid, 0.0)
+        spectral[1, block] = np.where(has_energy, bandwidth, 0.0)
+        flatness = librosa.feature.spectral_flatness(S=mag, power=2.0, amin=_EPS)[0]
+        spectral[3, block] = np.where(has_energy, flatness, 1.0)  # silence is "flat"; librosa agrees
+        contrast[:, block] = librosa.feature.spectral_contrast(S=mag, sr=sr, n_fft=n_fft, fmin=cfg.contrast_fmin,
+                                                               n_bands=cfg.contrast_bands)
+        # time-domain pass: RMS and ZCR on the short window
+        frames = _centered_frames(y, win, hop, s, e)
+        rms_db[block] = np.maximum(20 * np.log10(np.maximum(np.sqrt(np.mean(frames.astype(np.float64) ** 2,
+                                                                              axis=1)), _EPS)), DB_FLOOR)
+        signs = np.signbit(frames)
+        zcr[block] = np.mean(signs[:, 1:] != signs[:, :-1], axis=1)
+        # pitch / voicing / HNR pass on the long window
+        chunk = _centered_frames(y, cfg.pitch_frame_length, hop, s, e)
         if cfg.pitch_method == "yin":
-            f0[s: s + len(chunk)], aper[s: s + len(chunk)] = yin_pitch(chunk, sr, cfg.fmin, cfg.fmax,
-                                                                      cfg.yin_threshold)
-        hnr[s: s + len(chunk)], _ = harmonics_to_noise(chunk, sr, cfg.fmin, cfg.fmax,
-                                                       cfg.hnr_floor_db, cfg.hnr_ceiling_db)
+            f0[block], aper[block] = yin_pitch(chunk, sr, cfg.fmin, cfg.fmax, cfg.yin_threshold)
+        hnr[block], _ = harmonics_to_noise(chunk, sr, cfg.fmin, cfg.fmax, cfg.hnr_floor_db, cfg.hnr_ceiling_db)
+    centroid, bandwidth, rolloff, flatness = spectral[0], spectral[1], spectral[2], spectral[3]
+    silent = _silent_frames(rms_db, cfg)
     in_range = (f0 >= cfg.fmin * 0.95) & (f0 <= cfg.fmax * 1.05)
     if cfg.pitch_method == "pyin":
         y_p = y if len(y) >= cfg.pitch_frame_length else np.pad(y, (0, cfg.pitch_frame_length - len(y)))

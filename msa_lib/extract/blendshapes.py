@@ -51,6 +51,7 @@ import importlib.util
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
@@ -371,26 +372,36 @@ class BlendshapeExtractor(LazyGraphs):
         timestamps = np.arange(n, dtype=np.float64) if timestamps is None else np.asarray(timestamps, np.float64)
         if len(timestamps) != n:
             raise ValueError(f"{source or 'input'}: {n} frames but {len(timestamps)} timestamps")
-        feats = np.full((n, len(BLENDSHAPE_NAMES)), np.nan, np.float32)
-        mask = np.zeros(n, bool)
-        n_faces = np.zeros(n, np.int32)
-        landmarks: list = [None] * n if keep_landmarks else []
-        for t, image in enumerate(frames_list):
+        return self.extract_stream(zip(frames_list, timestamps), keep_landmarks=keep_landmarks)
+
+    def extract_stream(self, pairs: Iterable[tuple[np.ndarray, float]], keep_landmarks: bool = False,
+                       progress=None) -> BlendshapeFeatures:
+        """:meth:`extract` over ``(frame, timestamp)`` pairs (e.g. a
+        :class:`~msa_lib.extract.media.FrameStream`), one frame in memory at a time."""
+        d = len(BLENDSHAPE_NAMES)
+        empty = np.full(d, np.nan, np.float32)
+        rows, masks, n_faces, times, landmarks = [], [], [], [], []
+        for image, stamp in pairs:
             scores, points, count = self.frame(image)
-            n_faces[t] = count
-            if scores is not None:
-                feats[t], mask[t] = scores, True
-                if keep_landmarks:
-                    landmarks[t] = points
-        return BlendshapeFeatures(feats, mask, timestamps, n_faces, landmarks)
+            found = scores is not None
+            rows.append(scores if found else empty)
+            masks.append(found)
+            n_faces.append(count)
+            times.append(float(stamp))
+            if keep_landmarks:
+                landmarks.append(points if found else None)
+            if progress is not None:
+                progress.update(1)
+        n = len(rows)
+        return BlendshapeFeatures(np.asarray(rows, np.float32).reshape(n, d), np.asarray(masks, bool),
+                                  np.asarray(times, np.float64), np.asarray(n_faces, np.int32), landmarks)
 
     def extract_video(self, path: str | os.PathLike, fps: float | None = 5.0, max_side: int | None = 640,
                       keep_landmarks: bool = False) -> BlendshapeFeatures:
-        """Sample frames from a video file (``media.extract_frames``) and score them."""
-        from msa_lib.extract.media import extract_frames
+        """Sample frames from a video file (``media.iter_frames``, streamed) and score them."""
+        from msa_lib.extract.media import iter_frames
 
-        frames, times = extract_frames(path, fps=fps, max_side=max_side)
-        return self.extract(frames, times, source=path, keep_landmarks=keep_landmarks)
+        return self.extract_stream(iter_frames(path, fps=fps, max_side=max_side), keep_landmarks=keep_landmarks)
 
 
 # ------------------------------------------------------------------------------------------ registry
@@ -413,8 +424,9 @@ class FaceBlendshapes(Extractor):
 
     def extract(self, clip: ClipData) -> dict[str, np.ndarray]:
         settings = self.settings(clip.config)
-        out = clip.timed("vision_blendshapes", self.model(clip.config).extract, clip.frames, clip.timestamps,
-                         source=clip.clip.path)
+        with clip.stage_progress("blendshapes", clip.expected_frames, "frame") as bar:
+            out = clip.timed("vision_blendshapes", self.model(clip.config).extract_stream, clip.iter_frames(),
+                             progress=bar)
         clip.record["blendshape_face_ratio"] = out.face_ratio
         if not out.mask.any():
             clip.missing("vision", f"no face in any of the {len(out.mask)} sampled frames (blendshapes)")

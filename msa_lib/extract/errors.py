@@ -50,9 +50,10 @@ class NoSpeechError(ExtractionError):
 
 
 class NoFaceError(ExtractionError):
-    """No face was found in any of the sampled video frames."""
+    """No face was found in any of the sampled video frames (``n_frames``: how many were searched)."""
 
     default_stage = "visual"
+    n_frames: int = 0
 
 
 __all__ = ["ExtractionError", "MediaError", "MissingToolError", "NoSpeechError", "NoFaceError"]

@@ -98,9 +98,10 @@ class TranscriptText(BuiltinExtractor):
         if language and not record["language"]:
             record["language_source"] = "forced (--lang)"
         asr = self.transcriber(cfg, language)
-        result = clip.timed("asr", asr.transcribe, clip.samples,
-                            accept_languages=None if language else cfg.supported_languages,
-                            min_language_probability=cfg.min_language_probability)
+        with clip.stage_progress("asr", round(clip.samples.size / clip.sample_rate, 1), "s") as bar:
+            result = clip.timed("asr", asr.transcribe, clip.samples,
+                                accept_languages=None if language else cfg.supported_languages,
+                                min_language_probability=cfg.min_language_probability, progress=bar)
         record["dropped_segments"] = [tuple(s) for s in result.dropped_segments]
         if not language:
             record["top_languages"] = [tuple(t) for t in result.top_languages]
@@ -232,13 +233,14 @@ class FaceFeatures(BuiltinExtractor):
         timed("face models", lambda: self.face_extractor(cfg).detect_faces(np.zeros((64, 64, 3), np.uint8)))
 
     def extract(self, clip: ClipData) -> dict[str, np.ndarray]:
-        try:
-            out = clip.timed("vision", self.face_extractor(clip.config).extract, clip.frames, clip.timestamps,
-                             source=clip.clip.path)
-        except NoFaceError:
-            clip.missing("vision", "no face in any frame")
-            clip.record["face_ratio"], clip.record["n_frames"] = 0.0, int(len(clip.frames))
-            return {}
+        with clip.stage_progress("face", clip.expected_frames, "frame") as bar:
+            try:
+                out = clip.timed("vision", self.face_extractor(clip.config).extract_stream, clip.iter_frames(),
+                                 source=clip.clip.path, progress=bar)
+            except NoFaceError as exc:
+                clip.missing("vision", "no face in any frame")
+                clip.record["face_ratio"], clip.record["n_frames"] = 0.0, exc.n_frames
+                return {}
         clip.record["face_ratio"] = out.face_ratio
         clip.record["n_frames"] = int(len(out.mask))
         return {"vision": out.features}

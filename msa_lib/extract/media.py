@@ -3,6 +3,7 @@
 * ``probe(path)`` -> :class:`MediaInfo` (duration, which streams exist, fps, frame size).
 * ``extract_audio(path, sr=16000)`` -> mono float32 waveform in [-1, 1].
 * ``extract_frames(path, fps=5.0, max_side=640)`` -> ``(frames N x H x W x 3 uint8 RGB, timestamps s)``.
+* ``iter_frames(path, fps=5.0)`` -> the same frames one ``(frame, timestamp)`` at a time (bounded memory).
 * ``decode_clip(path, MediaConfig())`` -> both, probing once.
 
 Any problem with the file (missing, empty, corrupt, truncated, no such stream) ends in a single
@@ -21,6 +22,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -35,6 +37,8 @@ __all__ = [
     "probe",
     "extract_audio",
     "extract_frames",
+    "iter_frames",
+    "FrameStream",
     "output_size",
 ]
 
@@ -263,8 +267,8 @@ def extract_audio(
         raise MediaError(f"{what} of {p} decoded to zero samples (empty or corrupt audio)", clip=p)
     _check_coverage(p, y.size / sr, info.audio_duration or info.duration, start, duration, "audio track",
                     proc.stderr)
-    y = np.nan_to_num(y.astype(np.float32, copy=False), nan=0.0, posinf=1.0, neginf=-1.0)
-    return np.clip(y, -1.0, 1.0, out=y)
+    y = np.nan_to_num(y.astype(np.float32, copy=False), copy=False, nan=0.0, posinf=1.0, neginf=-1.0)  # in place:
+    return np.clip(y, -1.0, 1.0, out=y)  # one waveform in memory (115 MB for 30 minutes at 16 kHz)
 
 
 # --------------------------------------------------------------------------------------------- video
@@ -282,6 +286,153 @@ def output_size(width: int, height: int, max_side: int | None) -> tuple[int, int
 _PTS_RE = re.compile(r"\bn:\s*(\d+)\s+pts:\s*(-?\d+)\s+pts_time:\s*(-?[\d.eE+-]+)")
 
 
+class FrameStream:
+    """The sampled frames of one video, decoded by an ffmpeg process and yielded one at a time.
+
+    Iterating gives ``(frame, timestamp)`` pairs (``H x W x 3`` uint8 RGB, seconds): memory holds at
+    most ``buffer_frames`` decoded frames whatever the clip's length (a 10-minute clip at 5 fps is
+    3,000 frames, 1.5 GB at 480 x 360, when held at once). A reader thread fills the bounded buffer, so
+    ffmpeg decodes the next frames while the caller analyses the current one. Each iteration decodes
+    afresh (a second face extractor re-decodes instead of keeping the frames). Same sampling, sizes,
+    timestamps and errors as :func:`extract_frames`, which materialises this stream; a :class:`MediaError`
+    about the file (ffmpeg failed, truncated stream) comes at the end, after the frames that did decode.
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float | None = 5.0, max_side: int | None = 640,
+                 start: float | None = None, duration: float | None = None, max_frames: int | None = None,
+                 timeout_s: float = 300.0, info: MediaInfo | None = None, buffer_frames: int = 16) -> None:
+        self.ffmpeg, _ = check_ffmpeg()
+        self.info = info if info is not None else probe(path)
+        p = self.path = Path(self.info.path)
+        if not self.info.has_video:
+            raise MediaError(f"{p} has no video stream (expected a video with a visible face)", clip=p)
+        if fps is not None and fps <= 0:
+            raise ValueError(f"fps must be positive or None, got {fps}")
+        if not self.info.width or not self.info.height:
+            raise MediaError(f"{p}: the video stream reports no frame size", clip=p)
+        self.fps, self.max_side, self.start, self.duration = fps, max_side, start, duration
+        self.max_frames, self.timeout_s, self.buffer_frames = max_frames, timeout_s, max(1, int(buffer_frames))
+        self.width, self.height = output_size(self.info.width, self.info.height, max_side)
+
+    @property
+    def expected_frames(self) -> int | None:
+        """About how many frames the stream yields (for progress bars; None when unknown)."""
+        length = self.info.video_duration or self.info.duration
+        rate = self.fps or self.info.fps
+        if not length or not rate:
+            return self.max_frames
+        if self.start:
+            length = max(0.0, length - self.start)
+        if self.duration is not None:
+            length = min(length, self.duration)
+        n = max(1, int(round(length * rate)))
+        return min(n, self.max_frames) if self.max_frames else n
+
+    def _command(self, fps: float | None, max_frames: int | None) -> list[str]:
+        filters = [f"fps={fps:g}"] if fps is not None else []
+        filters += [f"scale={self.width}:{self.height}:flags=area", "showinfo"]  # showinfo logs each pts_time
+        before, after = _segment_args(self.start, self.duration)
+        frames_arg = ["-frames:v", str(int(max_frames))] if max_frames else []
+        return [self.ffmpeg, "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info", *before, "-i",
+                str(self.path), *after, "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", ",".join(filters),
+                *frames_arg, "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, float]]:
+        n = 0
+        for n, item in enumerate(self._decode(self.fps, self.max_frames), start=1):
+            yield item
+        if n == 0 and self.fps is not None:
+            # a clip shorter than the sampler's first tick (e.g. 0.2 s at 2 fps) has frames all the same:
+            # keep its first one instead of reporting an empty video
+            for n, item in enumerate(self._decode(None, 1), start=1):
+                yield item
+        if n == 0:
+            raise MediaError(f"the video stream of {self.path} decoded to zero frames (empty or corrupt video)",
+                             clip=self.path)
+
+    def _decode(self, fps: float | None, max_frames: int | None) -> Iterator[tuple[np.ndarray, float]]:
+        import queue
+        import threading
+        import time
+
+        p, w, h = self.path, self.width, self.height
+        frame_bytes = w * h * 3
+        proc = subprocess.Popen(self._command(fps, max_frames), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        times: list[float] = []  # pts_time of each frame, from showinfo
+        other_lines: list[str] = []  # the last few lines that are not showinfo (for error messages)
+        stderr_done = threading.Event()
+        frames: queue.Queue = queue.Queue(maxsize=self.buffer_frames)
+        stop = threading.Event()
+
+        def read_stderr():
+            for raw in proc.stderr:
+                line = raw.decode("utf-8", errors="replace")
+                m = _PTS_RE.search(line)
+                if m:
+                    times.append(float(m.group(3)))
+                elif "showinfo" not in line:
+                    other_lines.append(line.rstrip())
+                    del other_lines[:-20]
+            stderr_done.set()
+
+        def read_stdout():
+            try:
+                while not stop.is_set():
+                    buf = proc.stdout.read(frame_bytes)
+                    if len(buf) < frame_bytes:
+                        break  # end of stream (a partial last frame is dropped, as before)
+                    frames.put(np.frombuffer(buf, dtype=np.uint8).reshape(h, w, 3))
+            finally:
+                frames.put(None)
+
+        threading.Thread(target=read_stderr, name="msa-ffmpeg-stderr", daemon=True).start()
+        threading.Thread(target=read_stdout, name="msa-ffmpeg-frames", daemon=True).start()
+        deadline = time.monotonic() + self.timeout_s
+        rate = fps or self.info.fps or 25.0
+        n = 0
+        finished = False
+        try:
+            while True:
+                try:
+                    frame = frames.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    raise MediaError(f"ffmpeg timed out after {self.timeout_s:.0f} s decoding frames of {p}",
+                                     clip=p) from None
+                if frame is None:
+                    break
+                # showinfo logs a frame before ffmpeg writes it; wait briefly for a late log line
+                while len(times) <= n and not stderr_done.wait(0.005):
+                    pass
+                t = times[n] if len(times) > n else n / rate  # no showinfo line: the nominal grid
+                n += 1
+                yield frame, t + float(self.start or 0.0)
+            finished = True
+        finally:
+            stop.set()
+            if not finished:  # the caller stopped early, or a timeout: end ffmpeg without waiting
+                proc.kill()
+                while frames.get() is not None:  # unblock the reader thread
+                    pass
+            try:
+                proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            stderr_done.wait(5.0)
+        messages = "\n".join(other_lines)
+        if proc.returncode != 0:
+            raise MediaError(f"cannot decode the video of {p} (ffmpeg: {_last_lines(messages)})", clip=p)
+        if n and not max_frames:
+            _check_coverage(p, n / rate, self.info.video_duration or self.info.duration, self.start, self.duration,
+                            "video stream", messages)
+
+
+def iter_frames(path: str | os.PathLike, fps: float | None = 5.0, max_side: int | None = 640, **kwargs) -> FrameStream:
+    """The sampled frames of ``path`` as a re-iterable stream of ``(frame, timestamp)`` (:class:`FrameStream`)."""
+    return FrameStream(path, fps=fps, max_side=max_side, **kwargs)
+
+
 def extract_frames(
     path: str | os.PathLike,
     fps: float | None = 5.0,
@@ -292,7 +443,7 @@ def extract_frames(
     timeout_s: float = 300.0,
     info: MediaInfo | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Decode video frames as RGB uint8.
+    """Decode video frames as RGB uint8, all at once (:class:`FrameStream` yields them one by one).
 
     ``fps`` samples the video at that rate (ffmpeg's ``fps`` filter: the frame nearest each tick);
     ``None`` keeps every frame. ``max_side`` downsizes so the longer side is at most that many pixels.
@@ -302,59 +453,11 @@ def extract_frames(
     A video shorter than one sampling interval that the ``fps`` filter samples no frame of gives its
     first frame.
     """
-    ffmpeg, _ = check_ffmpeg()
-    info = info if info is not None else probe(path)
-    p = Path(info.path)
-    if not info.has_video:
-        raise MediaError(f"{p} has no video stream (expected a video with a visible face)", clip=p)
-    if fps is not None and fps <= 0:
-        raise ValueError(f"fps must be positive or None, got {fps}")
-    if not info.width or not info.height:
-        raise MediaError(f"{p}: the video stream reports no frame size", clip=p)
-    w, h = output_size(info.width, info.height, max_side)
-    filters = []
-    if fps is not None:
-        filters.append(f"fps={fps:g}")
-    filters += [f"scale={w}:{h}:flags=area", "showinfo"]  # showinfo logs each frame's pts_time
-    before, after = _segment_args(start, duration)
-    frames_arg = ["-frames:v", str(int(max_frames))] if max_frames else []
-    cmd = [ffmpeg, "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info", *before, "-i", str(p),
-           *after, "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", ",".join(filters), *frames_arg,
-           "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        raise MediaError(f"ffmpeg timed out after {timeout_s:.0f} s decoding frames of {p}", clip=p) from None
-    stderr = proc.stderr.decode("utf-8", errors="replace")
-    if proc.returncode != 0:
-        errors = "\n".join(ln for ln in stderr.splitlines() if "showinfo" not in ln)
-        raise MediaError(f"cannot decode the video of {p} (ffmpeg: {_last_lines(errors)})", clip=p)
-    frame_bytes = w * h * 3
-    n = len(proc.stdout) // frame_bytes
-    if n == 0 and fps is not None:
-        # a clip shorter than the sampler's first tick (e.g. 0.2 s at 2 fps) has frames all the same:
-        # keep its first one instead of reporting an empty video
-        return extract_frames(path, fps=None, max_side=max_side, start=start, duration=duration, max_frames=1,
-                              timeout_s=timeout_s, info=info)
-    if n == 0:
-        raise MediaError(f"the video stream of {p} decoded to zero frames (empty or corrupt video)", clip=p)
-    if not max_frames:
-        rate = fps or info.fps
-        decoded_s = n / rate if rate else None
-        if decoded_s is not None:
-            _check_coverage(p, decoded_s, info.video_duration or info.duration, start, duration,
-                            "video stream", stderr)
-    frames = np.frombuffer(proc.stdout, dtype=np.uint8, count=n * frame_bytes).reshape(n, h, w, 3)
-
-    times = [float(m.group(3)) for m in _PTS_RE.finditer(stderr)]
-    if len(times) >= n:
-        timestamps = np.asarray(times[:n], dtype=np.float64)
-    else:  # showinfo output missing (unexpected): fall back to the nominal sampling grid
-        rate = fps or info.fps or 25.0
-        timestamps = np.arange(n, dtype=np.float64) / rate
-    if start:
-        timestamps = timestamps + float(start)
-    return frames.copy(), timestamps
+    stream = FrameStream(path, fps=fps, max_side=max_side, start=start, duration=duration, max_frames=max_frames,
+                         timeout_s=timeout_s, info=info)
+    pairs = list(stream)
+    frames = np.stack([frame for frame, _ in pairs])
+    return frames, np.asarray([t for _, t in pairs], dtype=np.float64)
 
 
 # --------------------------------------------------------------------------------------------- clip

@@ -19,8 +19,9 @@ per process in background threads while the first clip decodes (:func:`start_loa
 load's seconds go to ``ds.meta.extra["model_load_s"]``, and the first clip's stage timings include any
 wait for a model still loading; :func:`load_models` loads them up front instead, as the benchmarks
 do). The default extraction imports neither torch nor transformers (the e5 text encoder runs in numpy,
-:mod:`msa_lib.extract.text_numpy`). The sampled frames are decoded by ffmpeg in the background while
-the audio path runs, and faster-whisper detects the language from the encoder pass its decoding
+:mod:`msa_lib.extract.text_numpy`). The sampled frames stream from ffmpeg into the face models
+(:class:`~msa_lib.extract.media.FrameStream`: a bounded buffer, so memory does not grow with the clip's
+length, ``benchmarks/bench_length.py``), and faster-whisper detects the language from the encoder pass its decoding
 reuses. Pool workers (``workers > 1``, dask) get one share of the cores each in every thread pool
 (:func:`init_worker`, :func:`pinned_config`). Each record keeps the wall seconds of every stage on the
 clip's critical path (``timings``) and of the whole clip (``wall_s``).
@@ -37,8 +38,8 @@ import pickle
 import sys
 import threading
 import time
-from concurrent.futures import Future, wait
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import Future
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -54,7 +55,7 @@ from msa_lib.extract.asr import ASRConfig, WhisperEncoderConfig, whisper_languag
 from msa_lib.extract.audio import AudioFeatureConfig, is_silent
 from msa_lib.extract.errors import ExtractionError, MediaError, MissingToolError
 from msa_lib.extract.executors import map_unordered, threads_per_worker
-from msa_lib.extract.media import MediaConfig, extract_audio, extract_frames, probe
+from msa_lib.extract.media import FrameStream, MediaConfig, extract_audio, extract_frames, probe
 from msa_lib.extract.registry import (
     MODALITIES,
     SELECTION_FIELDS,
@@ -99,9 +100,11 @@ class ExtractConfig:
     whisper_encoder: WhisperEncoderConfig = field(default_factory=WhisperEncoderConfig)
     visual: VisualFeatureConfig = field(default_factory=lambda: VisualFeatureConfig(allow_no_face=False))
     workers: int = 1
-    # Decode the sampled video frames (an ffmpeg process) in the background while the audio path
-    # (ASR, text, prosody) runs: on 2 cores it hides most of the frame decoding (benchmarks/bench_extract.py).
+    # Stream the sampled video frames (an ffmpeg process and a reader thread) into the face models as
+    # they decode: memory stays flat whatever the clip's length and decoding overlaps the face analysis.
+    # False decodes every frame first (memory grows with the clip; an ablation in benchmarks/bench_extract.py).
     overlap_decode: bool = True
+    stage_progress: bool = False  # per-stage bars within each clip (extract() sets it when drawing on a terminal)
     executor: str = "local"  # local | dask | ray
     scheduler_address: str | None = None  # dask/ray: an existing cluster
     use_cache: bool = True
@@ -126,7 +129,7 @@ class ExtractConfig:
         representations that existed before the registry gives the same dict (and cache key) as then."""
         d = asdict(self)
         for key in ("workers", "executor", "scheduler_address", "use_cache", "cache_folder", "split",
-                    "overlap_decode", "extractor_settings"):
+                    "overlap_decode", "stage_progress", "extractor_settings"):
             d.pop(key)
         for sub in ("text", "asr", "whisper_encoder", "visual"):
             for key in ("device", "show_progress", "batch_size", "num_threads", "runtime"):
@@ -331,8 +334,6 @@ def init_worker(num_threads: int) -> None:
 def pinned_config(cfg: ExtractConfig, num_threads: int) -> ExtractConfig:
     """``cfg`` with every extractor's own thread setting left at "auto" (0) set to ``num_threads``
     (thread counts are not part of the cache key, so cached clips stay valid)."""
-    from dataclasses import replace
-
     asr = cfg.asr if cfg.asr.num_threads else replace(cfg.asr, num_threads=num_threads)
     encoder = cfg.whisper_encoder if cfg.whisper_encoder.num_threads else replace(cfg.whisper_encoder,
                                                                                     num_threads=num_threads)
@@ -347,11 +348,10 @@ def extract_clip(job: tuple[ClipInput, ExtractConfig, str | None]) -> dict:
     record: dict = {"clip_id": clip.clip_id, "path": clip.path, "label": clip.label, "split": clip.split,
                     "group": clip.group, "label_class": clip.label_class,
                     "status": "ok", "features": {}, "missing": {}, "timings": timings}
-    data = ClipData(clip, cfg, record, info=None, timings=timings)
+    data = ClipData(clip, cfg, record, info=None, timings=timings, show_progress=cfg.stage_progress)
     timed = data.timed
     extractors = selected_extractors(cfg)
 
-    frames_job: Future | None = None
     try:
         need_audio = "audio" in cfg.modalities or any(e.needs_audio(clip) for e in extractors)
         info = data.info = timed("decode", probe, clip.path, cfg.media.timeout_s)
@@ -359,12 +359,14 @@ def extract_clip(job: tuple[ClipInput, ExtractConfig, str | None]) -> dict:
         if not info.duration or info.duration <= 0:
             raise MediaError(f"{clip.path}: zero-length media", clip=clip.path, stage="media")
         if "vision" in cfg.modalities and info.has_video:
-            decode_frames = partial(extract_frames, clip.path, fps=cfg.media.fps, max_side=cfg.media.max_side,
-                                    max_frames=cfg.media.max_frames, timeout_s=cfg.media.timeout_s, info=info)
-            if cfg.overlap_decode:
-                frames_job = _background(decode_frames)
+            stream = FrameStream(clip.path, fps=cfg.media.fps, max_side=cfg.media.max_side,
+                                 max_frames=cfg.media.max_frames, timeout_s=cfg.media.timeout_s, info=info)
+            if cfg.overlap_decode:  # decoded while the face models run, a few frames in memory at a time
+                data.frame_stream = stream
             else:
-                data.frames, data.timestamps = timed("decode", decode_frames)
+                data.set_frames(*timed("decode", extract_frames, clip.path, fps=cfg.media.fps,
+                                       max_side=cfg.media.max_side, max_frames=cfg.media.max_frames,
+                                       timeout_s=cfg.media.timeout_s, info=info))
         if need_audio:
             if info.has_audio:
                 data.samples = timed("decode", extract_audio, clip.path, sr=cfg.media.sample_rate,
@@ -390,13 +392,9 @@ def extract_clip(job: tuple[ClipInput, ExtractConfig, str | None]) -> dict:
                 continue
             if modality == "audio" and (data.samples is None or data.silent):
                 continue  # already recorded as missing
-            if modality == "vision":
-                if frames_job is not None:
-                    data.frames, data.timestamps = timed("decode", frames_job.result)  # only the wait counts
-                    frames_job = None
-                if data.frames is None or not len(data.frames):
-                    record["missing"]["vision"] = "no video stream" if not info.has_video else "no frames decoded"
-                    continue
+            if modality == "vision" and data.frame_stream is None and data.expected_frames is None:
+                record["missing"]["vision"] = "no video stream" if not info.has_video else "no frames decoded"
+                continue
             for extractor in extractors:
                 if extractor.modality == modality:
                     record["features"].update(extractor.extract(data))
@@ -413,16 +411,14 @@ def extract_clip(job: tuple[ClipInput, ExtractConfig, str | None]) -> dict:
         record.update(status="failed", stage="internal", error=f"{type(exc).__name__}: {exc}")
         return record
     finally:
-        if frames_job is not None:  # the clip failed before its frames were used: let ffmpeg finish
-            wait([frames_job])
         record["wall_s"] = time.perf_counter() - started
     if key and cfg.use_cache:
         atomic_pickle(record, cfg.cache_path() / f"{key}.pkl")
     return record
 
 
-def _background(fn, name: str = "msa-decode-frames") -> Future:
-    """Run ``fn()`` in a daemon thread (an ffmpeg subprocess, which needs no GIL, or a model load)."""
+def _background(fn, name: str) -> Future:
+    """Run ``fn()`` in a daemon thread (a model load)."""
     future: Future = Future()
 
     def run():
@@ -472,6 +468,8 @@ def extract(inputs, config: ExtractConfig | None = None, out: str | os.PathLike 
         if runnable:
             init_worker(threads)  # (map_unordered calls it again: harmless)
             loading = start_loading_models(cfg, need_asr=any(not clip.transcript for clip in runnable))
+        if progress:  # bars within the clip (frames, seconds of audio) only in this process
+            todo = [(clip, replace(job_cfg, stage_progress=True), key) for clip, job_cfg, key in todo]
     else:  # worker processes: each gets its share of the cores, in every library's thread pool
         todo = [(clip, pinned_config(job_cfg, threads), key) for clip, job_cfg, key in todo]
     bar = tqdm(total=len(clips), initial=len(records), desc="extract", unit="clip", disable=not progress)

@@ -49,7 +49,9 @@ Adding a representation (say MediaPipe face blendshapes) is one class in
 
 The modality decides what the pipeline decodes and when the extractor runs: ``audio`` extractors get
 ``clip.samples`` (never called on a clip without audio or with a silent track, which the pipeline
-already recorded as missing), ``vision`` extractors get ``clip.frames`` / ``clip.timestamps`` (never
+already recorded as missing), ``vision`` extractors get ``clip.iter_frames()`` (``(frame, timestamp)``
+pairs streamed from ffmpeg, one frame in memory at a time; ``clip.frames`` / ``clip.timestamps``
+hold them all at once, for extractors that need that, at a memory cost that grows with the clip) (never
 called without frames), ``text`` extractors always run and handle a missing transcript themselves.
 An extractor notes a gap of its own with ``clip.missing(self.modality, why)`` and returns no
 features. Per-clip metadata it adds to the record (``record_keys``) end up in ``dataset.extra``.
@@ -73,7 +75,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field, is_dataclass
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator
 
 import numpy as np
 
@@ -107,13 +109,55 @@ class ClipData:
     info: "MediaInfo | None"  # what ffprobe found (set right after probing)
     samples: np.ndarray | None = None  # mono float32 at config.media.sample_rate, or None
     silent: bool = False
-    frames: np.ndarray | None = None  # N x H x W x 3 uint8 RGB frames sampled at config.media.fps
-    timestamps: np.ndarray | None = None  # N seconds
+    # the sampled frames as a re-iterable of (frame, timestamp) pairs, decoded afresh on each pass
+    # (a media.FrameStream: one frame in memory at a time), or None when the clip has no video
+    frame_stream: Iterable | None = None
     timings: dict = field(default_factory=dict)  # wall seconds per stage on the clip's critical path
+    show_progress: bool = False  # per-stage bars within the clip (only when drawing on a terminal)
+    _frames: np.ndarray | None = field(default=None, repr=False)
+    _timestamps: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def sample_rate(self) -> int:
         return self.config.media.sample_rate
+
+    def set_frames(self, frames: np.ndarray, timestamps: np.ndarray) -> None:
+        """Frames decoded all at once (``ExtractConfig(overlap_decode=False)``, or tests)."""
+        self._frames, self._timestamps = frames, np.asarray(timestamps, np.float64)
+
+    def iter_frames(self) -> Iterator[tuple[np.ndarray, float]]:
+        """``(frame, timestamp)`` pairs, one at a time (bounded memory however long the clip is)."""
+        if self._frames is not None:
+            return zip(self._frames, self._timestamps)
+        if self.frame_stream is None:
+            return iter(())
+        return iter(self.frame_stream)
+
+    @property
+    def frames(self) -> np.ndarray | None:
+        """All sampled frames at once, ``N x H x W x 3`` uint8 RGB (decoded on first use and kept: memory
+        grows with the clip's length; the built-in extractors use :meth:`iter_frames`)."""
+        if self._frames is None and self.frame_stream is not None:
+            pairs = list(self.frame_stream)
+            self.set_frames(np.stack([f for f, _ in pairs]), np.asarray([t for _, t in pairs]))
+        return self._frames
+
+    @property
+    def timestamps(self) -> np.ndarray | None:
+        """Seconds of each of :attr:`frames`."""
+        return self._timestamps if self.frames is not None else None
+
+    @property
+    def expected_frames(self) -> int | None:
+        if self._frames is not None:
+            return len(self._frames)
+        return getattr(self.frame_stream, "expected_frames", None)
+
+    def stage_progress(self, stage: str, total: float | None, unit: str):
+        """A progress bar for one stage of this clip (disabled unless :attr:`show_progress`)."""
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc=f"  {stage}", unit=unit, leave=False, disable=not self.show_progress)
 
     def timed(self, stage: str, fn: Callable, *args, **kwargs):
         """``fn(*args, **kwargs)``, its wall time added to ``timings[stage]``."""

@@ -47,6 +47,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
@@ -567,65 +568,83 @@ class FaceFeatureExtractor(LazyGraphs):
         timestamps = np.asarray(timestamps, dtype=np.float64).reshape(-1)
         if len(timestamps) != n:
             raise ValueError(f"{n} frames but {len(timestamps)} timestamps")
-        if n == 0:
-            raise NoFaceError(f"{source or 'input'}: no frames to analyse (expected sampled video frames)",
-                              clip=source)
+        return self.extract_stream(zip(frames_list, timestamps), source=source)
+
+    def extract_stream(self, pairs: Iterable[tuple[np.ndarray, float]], source: str | os.PathLike | None = None,
+                       progress=None) -> VisualFeatures:
+        """:meth:`extract` over an iterable of ``(frame, timestamp)`` pairs (e.g. a
+        :class:`~msa_lib.extract.media.FrameStream`), holding one frame at a time: memory stays flat
+        whatever the video's length. ``progress``: an optional bar (``update(1)`` per frame)."""
         self._load()
         d = len(self.feature_names)
-        feats = np.full((n, d), self.cfg.fill_value, dtype=np.float32)
-        mask = np.zeros(n, bool)
-        boxes = np.full((n, 4), np.nan, dtype=np.float32)
-        scores = np.zeros(n, np.float32)
-        n_faces = np.zeros(n, np.int32)
-        landmarks: list = [None] * n
+        rows, masks, boxes, scores, n_faces, landmarks, times = [], [], [], [], [], [], []
+        empty_row = np.full(d, self.cfg.fill_value, dtype=np.float32)
+        no_box = np.full(4, np.nan, dtype=np.float32)
         timings = {"detect": 0.0, "mesh": 0.0}
         prev_box, gap = None, 0
         frame_size = None
         t_all = time.perf_counter()
-        for t, raw in enumerate(frames_list):
+        for raw, stamp in pairs:
             frame = _as_rgb(raw)
             frame_size = frame.shape[:2]
+            times.append(float(stamp))
             t0 = time.perf_counter()
             det_boxes, det_scores = self.detect_faces(frame)
             t1 = time.perf_counter()
             timings["detect"] += t1 - t0
-            n_faces[t] = len(det_boxes)
+            n_faces.append(len(det_boxes))
             idx = self._choose(det_boxes, frame.shape, prev_box, gap)
             points = self.face_mesh(frame, det_boxes[idx]) if idx is not None else None
             timings["mesh"] += time.perf_counter() - t1
+            row = None
             if points is None:
                 gap += 1
                 if prev_box is not None and gap > self.cfg.max_track_gap:
                     prev_box = None  # track lost: the next face found starts a new one
-                continue
-            prev_box, gap = det_boxes[idx], 0
-            row = self.frame_features(frame, points, timings)
-            if not np.all(np.isfinite(row)):  # e.g. a degenerate pose solve: not a usable frame
-                continue
-            feats[t], mask[t] = row, True
-            boxes[t], scores[t] = det_boxes[idx], det_scores[idx]
-            landmarks[t] = points
+            else:
+                prev_box, gap = det_boxes[idx], 0
+                row = self.frame_features(frame, points, timings)
+                if not np.all(np.isfinite(row)):  # e.g. a degenerate pose solve: not a usable frame
+                    row = None
+            found = row is not None
+            rows.append(row if found else empty_row)
+            masks.append(found)
+            boxes.append(det_boxes[idx] if found else no_box)
+            scores.append(det_scores[idx] if found else 0.0)
+            landmarks.append(points if found else None)
+            if progress is not None:
+                progress.update(1)
+        n = len(rows)
+        if n == 0:
+            raise NoFaceError(f"{source or 'input'}: no frames to analyse (expected sampled video frames)",
+                              clip=source)
         total = time.perf_counter() - t_all
         timings = {k: 1000 * v / n for k, v in timings.items()}
         timings["total"] = 1000 * total / n
+        mask = np.asarray(masks, bool)
         if not mask.any() and not self.cfg.allow_no_face:
             where = f"{source}: " if source else ""
-            raise NoFaceError(
+            error = NoFaceError(
                 f"{where}no face found in any of the {n} sampled frames (expected a visible, roughly "
                 "frontal face; faces smaller than ~20 px or heavily turned are missed)", clip=source)
-        return VisualFeatures(features=feats, mask=mask, feature_names=list(self.feature_names),
-                              groups={k: list(v) for k, v in self.groups.items()}, timestamps=timestamps,
-                              landmarks=landmarks, boxes=boxes, scores=scores, n_faces=n_faces,
+            error.n_frames = n
+            raise error
+        return VisualFeatures(features=np.asarray(rows, np.float32).reshape(n, d), mask=mask,
+                              feature_names=list(self.feature_names),
+                              groups={k: list(v) for k, v in self.groups.items()},
+                              timestamps=np.asarray(times, np.float64), landmarks=landmarks,
+                              boxes=np.asarray(boxes, np.float32).reshape(n, 4),
+                              scores=np.asarray(scores, np.float32), n_faces=np.asarray(n_faces, np.int32),
                               frame_size=frame_size, source=None if source is None else str(source),
                               timings_ms=timings)
 
     def extract_video(self, path: str | os.PathLike, fps: float | None = 5.0, max_side: int | None = 640,
                       start: float | None = None, duration: float | None = None) -> VisualFeatures:
-        """Sample frames from a video file (see ``media.extract_frames``) and extract features."""
-        from msa_lib.extract.media import extract_frames
+        """Sample frames from a video file (``media.iter_frames``, streamed) and extract features."""
+        from msa_lib.extract.media import iter_frames
 
-        frames, times = extract_frames(path, fps=fps, max_side=max_side, start=start, duration=duration)
-        return self.extract(frames, times, source=path)
+        return self.extract_stream(iter_frames(path, fps=fps, max_side=max_side, start=start, duration=duration),
+                                   source=path)
 
 
 # ------------------------------------------------------------------------------------------ drawing
