@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from msa_lib.app.cli_runs import add_commands as add_run_commands
@@ -36,12 +38,23 @@ def _extract(args) -> int:
         use_cache=not args.no_cache, label_scale=args.label_scale,
     )
     started = time.time()
+    from msa_lib.extract.pipeline import STOP_REQUESTED
+
+    def on_ctrl_c(signum, frame):
+        STOP_REQUESTED.set()
+        raise KeyboardInterrupt
+
+    STOP_REQUESTED.clear()
+    previous = signal.signal(signal.SIGINT, on_ctrl_c) if threading.current_thread() is threading.main_thread() else None
     try:
         with output_lock(out):  # held for the whole run: a second `msa extract --out` same file is refused
             ds = extract(inputs, cfg, out=out, progress=not args.quiet and sys.stderr.isatty(), name=args.name)
     except KeyboardInterrupt:
         print(interrupted_message(cfg, out, started), file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     failed = [f for f in ds.failures if f["kind"] == "failed"]
     partial = [f for f in ds.failures if f["kind"] != "failed"]
     print(f"{len(ds)} clip(s) extracted -> {out}")

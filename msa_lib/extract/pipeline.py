@@ -417,6 +417,12 @@ def extract_clip(job: tuple[ClipInput, ExtractConfig, str | None]) -> dict:
     return record
 
 
+# Set by the SIGINT handler of `msa extract` (msa_lib/app/cli.py): a KeyboardInterrupt that library code
+# swallowed (one raised inside a __del__ or a callback is only printed) still stops the batch at the
+# next clip, before the output is written; the finished clips are in the cache.
+STOP_REQUESTED = threading.Event()
+
+
 def _background(fn, name: str) -> Future:
     """Run ``fn()`` in a daemon thread (a model load)."""
     future: Future = Future()
@@ -479,7 +485,11 @@ def extract(inputs, config: ExtractConfig | None = None, out: str | os.PathLike 
         if record["status"] != "ok":
             log.warning("skipped %s: %s", record["path"], record["error"])
         bar.update(1)
+        if STOP_REQUESTED.is_set():
+            raise KeyboardInterrupt
     bar.close()
+    if STOP_REQUESTED.is_set():
+        raise KeyboardInterrupt
     model_load_s = loading.wait() if loading is not None else {}
     ds = assemble(cfg, [records[c.clip_id] for c in clips], name)
     # one-off costs, each load's own wall time; they overlap the first clip, whose stage timings
