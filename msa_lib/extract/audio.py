@@ -204,10 +204,14 @@ def _centered_frames(y: np.ndarray, frame_length: int, hop: int, start: int = 0,
     return np.lib.stride_tricks.sliding_window_view(seg, frame_length)[::hop][: stop - start]
 
 
-def _frame_rms_db(y: np.ndarray, frame_length: int, hop: int) -> np.ndarray:
-    frames = _centered_frames(y, frame_length, hop)
+def _rms_db(frames: np.ndarray) -> np.ndarray:
+    """RMS level (dBFS, floored at ``DB_FLOOR``) of each row of ``frames``."""
     rms = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1))
     return np.maximum(20 * np.log10(np.maximum(rms, _EPS)), DB_FLOOR)
+
+
+def _frame_rms_db(y: np.ndarray, frame_length: int, hop: int) -> np.ndarray:
+    return _rms_db(_centered_frames(y, frame_length, hop))
 
 
 def _silent_frames(rms_db: np.ndarray, cfg: AudioFeatureConfig) -> np.ndarray:
@@ -370,7 +374,7 @@ def extract_prosody(y, sr: int, cfg: AudioFeatureConfig | None = None) -> tuple[
     if cfg.pitch_method not in ("yin", "pyin"):
         raise ValueError(f"pitch_method must be 'yin' or 'pyin', got {cfg.pitch_method!r}")
     mfcc = np.empty((cfg.n_mfcc, n_frames), dtype=np.float32)  # float32 like librosa's, so deltas agree
-    spectral = np.empty((4, n_frames))  # centroid, bandwidth, rolloff (Hz), flatness
+    centroid, bandwidth, rolloff, flatness = (np.empty(n_frames) for _ in range(4))  # Hz, Hz, Hz, ratio
     contrast = np.empty((cfg.contrast_bands + 1, n_frames))
     rms_db, zcr = np.empty(n_frames), np.empty(n_frames)
     f0, aper = np.zeros(n_frames), np.ones(n_frames)
@@ -390,21 +394,20 @@ def extract_prosody(y, sr: int, cfg: AudioFeatureConfig | None = None) -> tuple[
         mag_sum = mag.sum(axis=0)
         has_energy = mag_sum > _EPS
         weights = mag / np.where(has_energy, mag_sum, 1.0)
-        centroid = (freqs[:, None] * weights).sum(axis=0)
-        bandwidth = np.sqrt((((freqs[:, None] - centroid) ** 2) * weights).sum(axis=0))
+        block_centroid = (freqs[:, None] * weights).sum(axis=0)
+        block_bandwidth = np.sqrt((((freqs[:, None] - block_centroid) ** 2) * weights).sum(axis=0))
         cum = np.cumsum(power, axis=0)
         rolloff_idx = np.argmax(cum >= cfg.rolloff_percent * cum[-1:], axis=0)
-        spectral[2, block] = np.where(has_energy, freqs[rolloff_idx], 0.0)
-        spectral[0, block] = np.where(has_energy, centroid, 0.0)
-        spectral[1, block] = np.where(has_energy, bandwidth, 0.0)
-        flatness = librosa.feature.spectral_flatness(S=mag, power=2.0, amin=_EPS)[0]
-        spectral[3, block] = np.where(has_energy, flatness, 1.0)  # silence is "flat"; librosa agrees
+        rolloff[block] = np.where(has_energy, freqs[rolloff_idx], 0.0)
+        centroid[block] = np.where(has_energy, block_centroid, 0.0)
+        bandwidth[block] = np.where(has_energy, block_bandwidth, 0.0)
+        block_flatness = librosa.feature.spectral_flatness(S=mag, power=2.0, amin=_EPS)[0]
+        flatness[block] = np.where(has_energy, block_flatness, 1.0)  # silence is "flat"; librosa agrees
         contrast[:, block] = librosa.feature.spectral_contrast(S=mag, sr=sr, n_fft=n_fft, fmin=cfg.contrast_fmin,
                                                                n_bands=cfg.contrast_bands)
         # time-domain pass: RMS and ZCR on the short window
         frames = _centered_frames(y, win, hop, s, e)
-        rms_db[block] = np.maximum(20 * np.log10(np.maximum(np.sqrt(np.mean(frames.astype(np.float64) ** 2,
-                                                                              axis=1)), _EPS)), DB_FLOOR)
+        rms_db[block] = _rms_db(frames)
         signs = np.signbit(frames)
         zcr[block] = np.mean(signs[:, 1:] != signs[:, :-1], axis=1)
         # pitch / voicing / HNR pass on the long window
@@ -412,7 +415,6 @@ def extract_prosody(y, sr: int, cfg: AudioFeatureConfig | None = None) -> tuple[
         if cfg.pitch_method == "yin":
             f0[block], aper[block] = yin_pitch(chunk, sr, cfg.fmin, cfg.fmax, cfg.yin_threshold)
         hnr[block], _ = harmonics_to_noise(chunk, sr, cfg.fmin, cfg.fmax, cfg.hnr_floor_db, cfg.hnr_ceiling_db)
-    centroid, bandwidth, rolloff, flatness = spectral[0], spectral[1], spectral[2], spectral[3]
     silent = _silent_frames(rms_db, cfg)
     in_range = (f0 >= cfg.fmin * 0.95) & (f0 <= cfg.fmax * 1.05)
     if cfg.pitch_method == "pyin":

@@ -16,13 +16,16 @@ from __future__ import annotations
 import json
 import math
 import os
+import queue
 import re
 import shutil
 import subprocess
 import tempfile
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -38,6 +41,7 @@ __all__ = [
     "extract_audio",
     "extract_frames",
     "iter_frames",
+    "stack_frames",
     "FrameStream",
     "output_size",
 ]
@@ -351,10 +355,6 @@ class FrameStream:
                              clip=self.path)
 
     def _decode(self, fps: float | None, max_frames: int | None) -> Iterator[tuple[np.ndarray, float]]:
-        import queue
-        import threading
-        import time
-
         p, w, h = self.path, self.width, self.height
         frame_bytes = w * h * 3
         proc = subprocess.Popen(self._command(fps, max_frames), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -433,6 +433,12 @@ def iter_frames(path: str | os.PathLike, fps: float | None = 5.0, max_side: int 
     return FrameStream(path, fps=fps, max_side=max_side, **kwargs)
 
 
+def stack_frames(pairs: Iterable[tuple[np.ndarray, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """Every ``(frame, timestamp)`` of a stream at once: ``(N x H x W x 3 uint8, N seconds float64)``."""
+    collected = list(pairs)
+    return np.stack([frame for frame, _ in collected]), np.asarray([t for _, t in collected], dtype=np.float64)
+
+
 def extract_frames(
     path: str | os.PathLike,
     fps: float | None = 5.0,
@@ -453,11 +459,8 @@ def extract_frames(
     A video shorter than one sampling interval that the ``fps`` filter samples no frame of gives its
     first frame.
     """
-    stream = FrameStream(path, fps=fps, max_side=max_side, start=start, duration=duration, max_frames=max_frames,
-                         timeout_s=timeout_s, info=info)
-    pairs = list(stream)
-    frames = np.stack([frame for frame, _ in pairs])
-    return frames, np.asarray([t for _, t in pairs], dtype=np.float64)
+    return stack_frames(FrameStream(path, fps=fps, max_side=max_side, start=start, duration=duration,
+                                    max_frames=max_frames, timeout_s=timeout_s, info=info))
 
 
 # --------------------------------------------------------------------------------------------- clip

@@ -55,7 +55,7 @@ from msa_lib.extract.asr import ASRConfig, WhisperEncoderConfig, whisper_languag
 from msa_lib.extract.audio import AudioFeatureConfig, is_silent
 from msa_lib.extract.errors import ExtractionError, MediaError, MissingToolError
 from msa_lib.extract.executors import map_unordered, threads_per_worker
-from msa_lib.extract.media import FrameStream, MediaConfig, extract_audio, extract_frames, probe
+from msa_lib.extract.media import FrameStream, MediaConfig, extract_audio, probe, stack_frames
 from msa_lib.extract.registry import (
     MODALITIES,
     SELECTION_FIELDS,
@@ -364,9 +364,7 @@ def extract_clip(job: tuple[ClipInput, ExtractConfig, str | None]) -> dict:
             if cfg.overlap_decode:  # decoded while the face models run, a few frames in memory at a time
                 data.frame_stream = stream
             else:
-                data.set_frames(*timed("decode", extract_frames, clip.path, fps=cfg.media.fps,
-                                       max_side=cfg.media.max_side, max_frames=cfg.media.max_frames,
-                                       timeout_s=cfg.media.timeout_s, info=info))
+                data.set_frames(*timed("decode", stack_frames, stream))
         if need_audio:
             if info.has_audio:
                 data.samples = timed("decode", extract_audio, clip.path, sr=cfg.media.sample_rate,

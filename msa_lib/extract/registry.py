@@ -138,8 +138,9 @@ class ClipData:
         """All sampled frames at once, ``N x H x W x 3`` uint8 RGB (decoded on first use and kept: memory
         grows with the clip's length; the built-in extractors use :meth:`iter_frames`)."""
         if self._frames is None and self.frame_stream is not None:
-            pairs = list(self.frame_stream)
-            self.set_frames(np.stack([f for f, _ in pairs]), np.asarray([t for _, t in pairs]))
+            from msa_lib.extract.media import stack_frames
+
+            self.set_frames(*stack_frames(self.frame_stream))
         return self._frames
 
     @property
