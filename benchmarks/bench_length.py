@@ -11,7 +11,8 @@ clip decodes, frames streamed into the face models) in a fresh Python process wi
 off, and reports the whole process's wall seconds, the clip's stage timings, and the peak resident
 memory of that process (``ru_maxrss``; the ffmpeg processes are small, and a child's ``ru_maxrss``
 counts the parent's pages it was forked with, so it is not reported). The bars: peak memory flat in the
-length (what grows is the audio waveform and the feature arrays, a few MB per minute, not the frames),
+length (frames are streamed; the 16-kHz waveform is mapped from a temporary file and read a block at a
+time, ``msa_lib.extract.waveform``; what still grows is the feature arrays, about 1 MB per minute),
 time linear (``seconds_per_video_second`` about constant). Looping repeats the same two sentences:
 the ASR decodes every second of it (in windows, ``ASRConfig.decode_window_s``) but drops part of it as
 repetitive (Whisper's compression-ratio check, ``ASRConfig.drop_unreliable_segments``); the windowed

@@ -158,3 +158,18 @@ print("RESULT " + json.dumps({"rc": rc, "heavy": [m for m in %r if m in sys.modu
 
     ds = read_features(out)
     assert ds.raw_text[0] and {"text", "text_pooled", "audio", "vision"} <= set(ds.features)
+
+
+@pytest.mark.slow
+def test_msa_predict_exits_fast_with_its_whole_output_and_exit_code(short_real_clip, garbage_file):
+    """``msa predict`` ends the process without the model teardown (``_exit_without_teardown``): the
+    JSON on stdout is still complete, the exit code still says whether any clip was predicted."""
+    cli = [sys.executable, "-m", "msa_lib.app.cli", "predict", "--json"]
+    proc = subprocess.run([*cli, str(short_real_clip), str(garbage_file)], cwd=PROJECT_ROOT, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads(proc.stdout)
+    assert [r["status"] for r in results] == ["ok", "error"] and results[0]["label"]
+    failed = subprocess.run([*cli, str(garbage_file)], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
+    assert failed.returncode == 1 and "no clip could be predicted" in failed.stderr
+    assert json.loads(failed.stdout)[0]["status"] == "error"

@@ -98,10 +98,12 @@ def filter_native_stderr() -> None:
     except OSError:  # no fd 2 (a daemon): nothing to filter
         _active = None
         return
-    atexit.register(_stop)
+    atexit.register(restore_stderr)
 
 
-def _stop() -> None:
+def restore_stderr() -> None:
+    """Forward what is still in the filter's pipe and give fd 2 back (at exit, or before ``os._exit``,
+    which skips the atexit handlers)."""
     global _active
     if _active is not None:
         _active.close()
@@ -121,4 +123,4 @@ def quiet_command_line() -> None:
     filter_native_stderr()
 
 
-__all__ = ["NATIVE_CHATTER", "is_chatter", "filter_native_stderr", "quiet_command_line"]
+__all__ = ["NATIVE_CHATTER", "is_chatter", "filter_native_stderr", "quiet_command_line", "restore_stderr"]

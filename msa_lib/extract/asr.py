@@ -71,6 +71,7 @@ from msa_lib.core.pretrained import (
 )
 from msa_lib.core.cache import clear as clear_cache, contains, shared
 from msa_lib.core.utils import get_logger, normalize_language, resolve_device
+from msa_lib.extract.waveform import all_finite, peak_abs, release_pages, segment, writable
 
 log = get_logger("extract.asr")
 
@@ -140,13 +141,13 @@ def load_audio_16k(audio: AudioInput, *, name: str | None = None) -> np.ndarray:
     samples = np.ascontiguousarray(samples, dtype=np.float32)
     if samples.size == 0:
         raise AudioInputError(f"{label}: audio is empty")
-    if not np.isfinite(samples).all():
+    if not all_finite(samples):
         raise AudioInputError(f"{label}: audio contains NaN or infinite samples")
     return samples
 
 
 def peak_dbfs(samples: np.ndarray) -> float:
-    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+    peak = peak_abs(samples)
     return -math.inf if peak <= 0 else 20.0 * math.log10(peak)
 
 
@@ -628,26 +629,61 @@ def _define_blockwise_vad_class():
     class BlockwiseSileroVAD(SileroVADModel):
         """faster-whisper's Silero VAD with the same outputs, but each batch of windows (with its 64
         samples of context) is cut from the audio as it runs, instead of the whole audio first
-        copied into one context-prefixed matrix: about 400 MB less for 30 minutes of audio."""
+        copied into one context-prefixed matrix: about 400 MB less for 30 minutes of audio. Takes an
+        array or the lazily padded audio of :class:`_PadFreeWaveform`."""
 
-        def __call__(self, audio: np.ndarray, num_samples: int = 512, context_size_samples: int = 64):
-            assert audio.ndim == 1 and audio.shape[0] % num_samples == 0
-            windows = audio.reshape(-1, num_samples)
+        def __call__(self, audio, num_samples: int = 512, context_size_samples: int = 64):
+            padded = audio if isinstance(audio, _LazilyPadded) else _LazilyPadded(np.asarray(audio), 0)
+            assert padded.size % num_samples == 0
+            n_windows = padded.size // num_samples
             h = np.zeros((1, 1, 128), dtype="float32")
             c = np.zeros((1, 1, 128), dtype="float32")
             outputs, batch_size = [], 10000  # faster-whisper's encoder batch (h, c carried across)
-            for i in range(0, len(windows), batch_size):
-                batch = windows[i: i + batch_size]
-                context = np.zeros((len(batch), context_size_samples), dtype="float32")
-                context[1:] = batch[:-1, -context_size_samples:]
-                if i > 0:  # the previous window's tail, as in the all-at-once matrix
-                    context[0] = windows[i - 1, -context_size_samples:]
+            for i in range(0, n_windows, batch_size):
+                # the batch's windows with the previous window's tail in front (zeros before the first)
+                start = i * num_samples - context_size_samples
+                stop = min(n_windows, i + batch_size) * num_samples
+                samples = padded.read(start, stop)
+                windows = samples[context_size_samples:].reshape(-1, num_samples)
+                context = np.empty((len(windows), context_size_samples), dtype="float32")
+                context[0] = samples[:context_size_samples]
+                context[1:] = windows[:-1, -context_size_samples:]
                 output, h, c = self.session.run(
-                    None, {"input": np.concatenate([context, batch], 1), "h": h, "c": c})
+                    None, {"input": np.concatenate([context, windows], 1), "h": h, "c": c})
                 outputs.append(output)
+                release_pages(padded.samples)
             return np.concatenate(outputs, axis=0)
 
     return BlockwiseSileroVAD
+
+
+class _LazilyPadded:
+    """``samples`` followed by ``pad`` zeros, read a range at a time (zeros outside ``samples``)."""
+
+    def __init__(self, samples: np.ndarray, pad: int):
+        self.samples, self.size = samples, samples.shape[0] + pad
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        return segment(self.samples, start, stop)
+
+
+class _PadFreeWaveform:
+    """What :func:`speech_regions` hands to faster-whisper's ``get_speech_timestamps`` instead of the
+    waveform. That function's first step, ``np.pad(audio, (0, k))``, copies the whole audio (115 MB
+    for 30 minutes) only to give it to the VAD model; through NumPy's ``__array_function__`` protocol
+    ``np.pad`` of this object returns a lazily padded view that the blockwise model reads batch by
+    batch. ``len`` and ``shape`` are the waveform's, all the function reads of it besides."""
+
+    def __init__(self, samples: np.ndarray):
+        self.samples, self.shape = samples, samples.shape
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __array_function__(self, func, types, args, kwargs):
+        if func is np.pad and not kwargs and len(args) == 2 and tuple(args[1])[0] == 0:
+            return _LazilyPadded(self.samples, int(tuple(args[1])[1]))
+        raise TypeError(f"{func.__name__} on a pad-free waveform: faster-whisper's VAD changed, see speech_regions")
 
 
 def _use_blockwise_vad() -> None:
@@ -676,7 +712,7 @@ def speech_regions(samples: np.ndarray) -> list[tuple[float, float]]:
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
     _use_blockwise_vad()
-    stamps = get_speech_timestamps(samples, VadOptions(speech_pad_ms=0, min_silence_duration_ms=100))
+    stamps = get_speech_timestamps(_PadFreeWaveform(samples), VadOptions(speech_pad_ms=0, min_silence_duration_ms=100))
     return [(t["start"] / SAMPLE_RATE, t["end"] / SAMPLE_RATE) for t in stamps]
 
 
@@ -905,7 +941,8 @@ class Transcriber:
         model = self.model
         if not model.is_multilingual:
             return "en", None, []
-        mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(samples), n_mels=model.dims.n_mels)
+        mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(writable(samples[: whisper.audio.N_SAMPLES])),
+                                          n_mels=model.dims.n_mels)
         with torch.no_grad():
             _, probs = model.detect_language(mel.to(model.device))
         lang = max(probs, key=probs.get)
@@ -953,6 +990,7 @@ class Transcriber:
                     prob, top = float(prob), _top(all_probs or [])
                 else:
                     lang, prob, top = self._detect_faster_whisper(first)
+                release_pages(samples)
                 rejection = self._accept(lang, prob, top, accept, min_probability)
                 if rejection:
                     return [], lang, prob, top, rejection
@@ -971,6 +1009,7 @@ class Transcriber:
                                                   float(s.compression_ratio)))
                     if progress is not None:
                         progress.update(max(0.0, round(decoded[-1].end - progress.n, 1)))
+                release_pages(samples)  # a file-backed waveform holds one window at a time
         return decoded, lang, prob, top, ""
 
     def _run_openai_whisper(self, samples, task, forced, accept=None, min_probability=MIN_LANGUAGE_PROBABILITY,
@@ -980,6 +1019,7 @@ class Transcriber:
 
         c = self.config
         model = self.model
+        samples = writable(samples)  # openai-whisper holds the whole clip as a tensor anyway
         fp16 = model.device.type == "cuda"
         lang, prob, top = forced, None, []
         if forced is None:
@@ -1079,7 +1119,7 @@ class WhisperEncoderFeatures:
         hop_samples = SAMPLE_RATE / ENCODER_FRAME_RATE_HZ  # 320 samples per encoder state
         out = []
         for start in range(0, samples.size, win):
-            chunk = samples[start : start + win]
+            chunk = writable(samples[start : start + win])
             out.append((chunk, max(1, math.ceil(chunk.size / hop_samples))))
         return out
 

@@ -40,6 +40,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from msa_lib.extract.waveform import BLOCK_SAMPLES, all_finite, release_pages, segment
+
 __all__ = [
     "AudioFeatureConfig",
     "AudioInputError",
@@ -177,20 +179,11 @@ def _as_mono_float(y, sr: int | None = None) -> np.ndarray:
     elif y.ndim != 1:
         raise AudioInputError(f"expected a 1-D (or channels x samples) waveform, got shape {y.shape}")
     y = y.astype(np.float32, copy=False)
-    if not np.all(np.isfinite(y)):
+    if not all_finite(y):
         raise AudioInputError("waveform contains NaN or infinite samples")
     if sr is not None and sr <= 0:
         raise AudioInputError(f"sample rate must be positive, got {sr}")
     return y
-
-
-def _segment(y: np.ndarray, start: int, stop: int) -> np.ndarray:
-    """``y[start:stop]`` as float32, with zeros where the range runs past either end of ``y``."""
-    out = np.zeros(stop - start, dtype=np.float32)
-    lo, hi = max(start, 0), min(stop, len(y))
-    if hi > lo:
-        out[lo - start: hi - start] = y[lo:hi]
-    return out
 
 
 def _centered_frames(y: np.ndarray, frame_length: int, hop: int, start: int = 0,
@@ -200,7 +193,7 @@ def _centered_frames(y: np.ndarray, frame_length: int, hop: int, start: int = 0,
     features line up). Only the samples of the requested frames are copied."""
     stop = 1 + len(y) // hop if stop is None else stop
     pad = frame_length // 2
-    seg = _segment(y, start * hop - pad, (stop - 1) * hop - pad + frame_length)
+    seg = segment(y, start * hop - pad, (stop - 1) * hop - pad + frame_length)
     return np.lib.stride_tricks.sliding_window_view(seg, frame_length)[::hop][: stop - start]
 
 
@@ -224,9 +217,16 @@ def is_silent(y, sr: int = 16000, threshold_db: float = -50.0, frame_ms: float =
     y = np.asarray(y, dtype=np.float32).reshape(-1) if np.asarray(y).size else np.zeros(0, np.float32)
     if y.size == 0:
         return True
-    y = np.nan_to_num(y)
     frame = max(2, int(round(sr * frame_ms / 1000)))
-    return bool(_frame_rms_db(y, frame, max(1, frame // 2)).max() < threshold_db)
+    hop = max(1, frame // 2)
+    n_frames = 1 + len(y) // hop
+    step = max(1, BLOCK_SAMPLES // hop)  # frames per block: memory bounded, stops at the first loud one
+    for s in range(0, n_frames, step):
+        frames = np.nan_to_num(_centered_frames(y, frame, hop, s, min(n_frames, s + step)))
+        release_pages(y)
+        if _rms_db(frames).max() >= threshold_db:
+            return False
+    return True
 
 
 # ------------------------------------------------------------------------------- pitch, voicing, HNR
@@ -384,7 +384,7 @@ def extract_prosody(y, sr: int, cfg: AudioFeatureConfig | None = None) -> tuple[
         e = min(n_frames, s + cfg.chunk_frames)
         block = slice(s, e)
         # spectral pass (one STFT shared by everything spectral)
-        samples = _segment(y_spec, s * hop - n_fft // 2, (e - 1) * hop + n_fft - n_fft // 2)
+        samples = segment(y_spec, s * hop - n_fft // 2, (e - 1) * hop + n_fft - n_fft // 2)
         mag = np.abs(librosa.stft(samples, n_fft=n_fft, hop_length=hop, win_length=win, window="hann",
                                   center=False))[:, : e - s]
         power = mag ** 2
@@ -415,6 +415,7 @@ def extract_prosody(y, sr: int, cfg: AudioFeatureConfig | None = None) -> tuple[
         if cfg.pitch_method == "yin":
             f0[block], aper[block] = yin_pitch(chunk, sr, cfg.fmin, cfg.fmax, cfg.yin_threshold)
         hnr[block], _ = harmonics_to_noise(chunk, sr, cfg.fmin, cfg.fmax, cfg.hnr_floor_db, cfg.hnr_ceiling_db)
+        release_pages(y)
     silent = _silent_frames(rms_db, cfg)
     in_range = (f0 >= cfg.fmin * 0.95) & (f0 <= cfg.fmax * 1.05)
     if cfg.pitch_method == "pyin":
@@ -433,13 +434,16 @@ def extract_prosody(y, sr: int, cfg: AudioFeatureConfig | None = None) -> tuple[
     cols = [mfcc]
     if cfg.mfcc_deltas:
         cols.append(_delta(mfcc, cfg.delta_width))
-    cols.append(np.vstack([log_f0, voiced.astype(np.float64), voicing_prob, rms_db, zcr,
-                           centroid / 1000, bandwidth / 1000, rolloff / 1000, flatness]))
-    cols.append(contrast)
-    cols.append(hnr[None, :])
-    feats = np.vstack([c[:, :n_frames] for c in cols]).T.astype(np.float32)
+    cols += [log_f0, voiced, voicing_prob, rms_db, zcr, centroid / 1000, bandwidth / 1000, rolloff / 1000,
+             flatness, contrast, hnr]
     names = feature_names(cfg)
-    assert feats.shape[1] == len(names), (feats.shape, len(names))
+    feats = np.empty((n_frames, len(names)), dtype=np.float32)  # filled column by column: no float64 copy
+    at = 0
+    for col in cols:
+        col = col.reshape(1, -1) if col.ndim == 1 else col
+        feats[:, at: at + col.shape[0]] = col[:, :n_frames].T
+        at += col.shape[0]
+    assert at == len(names), (at, len(names))
     # Belt and braces: a feature must never leak NaN/inf downstream.
     np.nan_to_num(feats, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
     return feats, names

@@ -30,6 +30,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from msa_lib.extract.errors import MediaError, MissingToolError
+from msa_lib.extract.waveform import map_waveform
 
 __all__ = [
     "MediaConfig",
@@ -241,7 +242,9 @@ def extract_audio(
     """Decode the first audio track of ``path`` to a mono float32 waveform at ``sr`` Hz.
 
     Works for videos and audio-only files. Channels are averaged by ffmpeg's downmix. The decoded
-    samples go through a temporary file in a private temporary directory (never the working dir).
+    samples go to a temporary file in a private temporary directory (never the working dir) and the
+    result is a read-only array mapped from that file (:mod:`msa_lib.extract.waveform`: memory stays
+    flat for long clips; ``np.array(y)`` gives an ordinary copy).
     ``start``/``duration`` (seconds) cut a segment. Pass ``info`` from an earlier :func:`probe` to
     save a second ffprobe run. Raises :class:`MediaError` when there is no audio track or nothing
     decodes.
@@ -265,14 +268,14 @@ def extract_audio(
             raise MediaError(f"ffmpeg timed out after {timeout_s:.0f} s decoding audio of {p}", clip=p) from None
         if proc.returncode != 0:
             raise MediaError(f"cannot decode the audio of {p} (ffmpeg: {_last_lines(proc.stderr)})", clip=p)
-        y = np.fromfile(raw, dtype="<f4") if raw.exists() else np.zeros(0, np.float32)
+        # mapped from the file, not read into memory: passes over it hold one block at a time
+        y = map_waveform(raw) if raw.exists() else np.zeros(0, np.float32)
     if y.size == 0:
         what = "the requested segment" if (start or duration is not None) else "the audio track"
         raise MediaError(f"{what} of {p} decoded to zero samples (empty or corrupt audio)", clip=p)
     _check_coverage(p, y.size / sr, info.audio_duration or info.duration, start, duration, "audio track",
                     proc.stderr)
-    y = np.nan_to_num(y.astype(np.float32, copy=False), copy=False, nan=0.0, posinf=1.0, neginf=-1.0)  # in place:
-    return np.clip(y, -1.0, 1.0, out=y)  # one waveform in memory (115 MB for 30 minutes at 16 kHz)
+    return y
 
 
 # --------------------------------------------------------------------------------------------- video
