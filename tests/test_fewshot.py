@@ -99,3 +99,28 @@ def test_few_shot_continues_at_scaled_learning_rate(monkeypatch):
     assert all(torch.equal(before[k], v) for k, v in source_fit.model.state_dict().items())
     with pytest.raises(ValueError, match="lr_scale"):
         xl.run_few_shot(source_fit, src, tgt, 20, 0, "rehearsal", base, epochs=1, lr_scale=0)
+
+
+@pytest.mark.parametrize("fusion", ["mctn_hierarchical", "contextual_lstm", "adamml_context"])
+def test_seed_paper_models_as_the_cross_lingual_source_model(monkeypatch, fusion):
+    """Notebook 04's zoo rows: the contextual models train and score on video batches (MOSI videos as
+    context, each Chinese review a video of its own); MCTN trains without modality dropout and
+    predicts the text-only reviews from its source alone; both languages get scored."""
+    from msa_lib.studies import crosslingual as xl
+
+    src, tgt = _datasets()
+    src.group = np.array([f"video_{i // 3}" for i in range(len(src))], dtype=object)  # 4 videos of 3 utterances
+    src.split = np.array(["train"] * 6 + ["valid"] * 3 + ["test"] * 3, dtype=object)
+    tgt = xl.with_absent(tgt, src)
+    base = xl.ExperimentConfig().with_training(lr=2e-3, batch_size=4, max_epochs=1)
+    cfg = xl.zoo_config(base, fusion)
+    assert cfg.fusion == fusion and cfg.modality_dropout == (0.0 if fusion.startswith("mctn") else base.modality_dropout)
+    with pytest.raises(ValueError):
+        xl.zoo_config(base, "no_such_model")
+    by_video = []
+    real_loader = xl.make_loader
+    monkeypatch.setattr(xl, "make_loader", lambda *a, **k: by_video.append(k["by_video"]) or real_loader(*a, **k))
+    rows, fit = xl.run_zero_shot(f"source_only_{fusion}", xl.NCEConfig(), src, tgt, 0, cfg)
+    assert set(by_video) == {fit.model.uses_video_context} and fit.model.fusion.__class__.__name__ != "EarlyConcat"
+    assert {r["eval_set"] for r in rows} >= {"mosi_test", "zh_test"}
+    assert all(0.0 <= r["acc"] <= 1.0 for r in rows)

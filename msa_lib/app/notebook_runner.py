@@ -41,7 +41,7 @@ SMOKE_PARAMETERS: dict[str, dict] = {
     "03_fusion": {"seeds": [0], "max_epochs": 1, "finetune_epochs": 1, "mosi_videos": 4, "noise_levels": [0.0, 1.0],
                   "standard_seeds": [0], "standard_finetune_epochs": 1},
     "04_nce": {"seeds": [0], "max_epochs": 1, "zh_eval_max": 200, "zh_train_max": 300,
-               "settings": ["source_only", "nce_xl_both", "nce_all"], "whisper_clips": False},
+               "settings": ["source_only", "nce_xl_both", "nce_all"], "zoo_settings": ["source_only"], "whisper_clips": False},
     "05_fewshot": {"seeds": [0], "max_epochs": 1, "fewshot_epochs": 1, "k_percents": [0, 5], "zh_eval_max": 200,
                    "zh_train_max": 300},
     "06_interpretability": {"max_epochs": 1, "ravdess_epochs": 2, "n_explain": 4, "ig_steps": 4,

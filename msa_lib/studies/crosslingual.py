@@ -232,6 +232,21 @@ class ExperimentConfig:
         return replace(self, train=replace(self.train, **changes))
 
 
+# The seed paper's own models as the source model (issue 21): MCTN translates the text into the other
+# modalities and predicts from the text alone (hierarchical: text -> audio -> vision), so a Chinese review,
+# which has only text, is exactly its test-time condition; the contextual LSTM and AdaMML's policy in front
+# of it read a MOSI video's utterances as context (a review is a video of its own).
+ZOO_FUSIONS = ("mctn_hierarchical", "contextual_lstm", "adamml_context")
+
+
+def zoo_config(base: ExperimentConfig, fusion: str) -> ExperimentConfig:
+    """``base`` with ``fusion`` as the model. MCTN trains without modality dropout: it never reads
+    audio or vision to predict (they are translation targets only), so there is nothing to drop."""
+    if fusion not in ZOO_FUSIONS and fusion != base.fusion:
+        raise ValueError(f"fusion {fusion!r}: expected one of {ZOO_FUSIONS}")
+    return replace(base, fusion=fusion, modality_dropout=0.0 if fusion.startswith("mctn") else base.modality_dropout)
+
+
 def build_crosslingual_model(ds: MultimodalDataset, cfg: ExperimentConfig, text_input: str = "pooled") -> MultimodalModel:
     set_seed(cfg.train.seed)
     if text_input == "tokens":
@@ -254,10 +269,12 @@ class FitResult:
     seconds: float
 
 
-def _loader(ds, cfg: ExperimentConfig, shuffle: bool, with_translation: bool, seed: int = 0):
+def _loader(ds, cfg: ExperimentConfig, shuffle: bool, with_translation: bool, seed: int = 0, by_video: bool = False):
+    """``by_video``: video batches, for a model that reads a video's utterances as context (MOSI videos;
+    a Chinese review is a "video" of its own, or of its duplicates, which share a group and a split)."""
     mods = list(MODALITIES) + ([TRANSLATION] if with_translation and TRANSLATION in ds.features else [])
     batch_size = cfg.train.batch_size
-    return make_loader(ds, mods, batch_size if shuffle else 2 * batch_size, shuffle=shuffle, seed=seed)
+    return make_loader(ds, mods, batch_size if shuffle else 2 * batch_size, shuffle=shuffle, seed=seed, by_video=by_video)
 
 
 def text_only(ds: MultimodalDataset) -> MultimodalDataset:
@@ -268,9 +285,9 @@ def text_only(ds: MultimodalDataset) -> MultimodalDataset:
     return out
 
 
-def _text_only_accuracy(valid: MultimodalDataset, cfg: ExperimentConfig, scheme: LabelScheme):
+def _text_only_accuracy(valid: MultimodalDataset, cfg: ExperimentConfig, scheme: LabelScheme, by_video: bool = False):
     """Validator: accuracy on ``valid`` with text-only input (the target's condition)."""
-    loader = _loader(text_only(valid), cfg, False, False)
+    loader = _loader(text_only(valid), cfg, False, False, by_video=by_video)
 
     def validator(model) -> dict:
         frame = predict(model, loader, scheme)
@@ -289,11 +306,12 @@ def fit_crosslingual(model: MultimodalModel, train: MultimodalDataset, valid: Mu
     set_seed(cfg.train.seed)  # before the objective: its projection heads are initialised from this stream
     objective = objective or CrossLingualObjective(model, cfg.nce)
     epochs = max_epochs or cfg.train.max_epochs
-    loader = _loader(train, cfg, True, objective.needs_translation, seed=cfg.train.seed)
+    by_video = model.uses_video_context
+    loader = _loader(train, cfg, True, objective.needs_translation, seed=cfg.train.seed, by_video=by_video)
     valid_loader, validators, monitor = None, [], "epoch"
     if valid is not None and len(valid):
-        valid_loader = _loader(valid, cfg, False, False)
-        validators, monitor = [_text_only_accuracy(valid, cfg, scheme)], cfg.train.monitor
+        valid_loader = _loader(valid, cfg, False, False, by_video=by_video)
+        validators, monitor = [_text_only_accuracy(valid, cfg, scheme, by_video)], cfg.train.monitor
     train_cfg = replace(cfg.train, max_epochs=epochs, monitor=monitor, seed=None, min_delta=0.0, eval_every=1)
     result = fit(model, loader, valid_loader, train_cfg, scheme, objective=objective, validators=validators)
     model.eval()
@@ -323,7 +341,7 @@ def adjust_posteriors(probs_pos: np.ndarray, train_prior: float, target_prior: f
 
 
 def predictions(model, ds: MultimodalDataset, cfg: ExperimentConfig, scheme: LabelScheme) -> pd.DataFrame:
-    return predict(model, _loader(ds, cfg, False, False), scheme)
+    return predict(model, _loader(ds, cfg, False, False, by_video=model.uses_video_context), scheme)
 
 
 def scores(frame: pd.DataFrame, prob_col: str = "prob_pos") -> dict:
