@@ -97,45 +97,48 @@ def export_commit(commit: str, out_dir: Path) -> Path:
     return out_dir
 
 
-def cold_run(mode: str, clip: Path, model_dir: str | None, code_root: Path) -> dict:
-    """One fresh process predicting ``clip``: wall, CPU and inside-process seconds, load before/after."""
+def _timed_process(cmd: list[str], code_root: Path) -> tuple[subprocess.CompletedProcess, dict]:
+    """Run ``cmd`` in a fresh process on the code in ``code_root``: the process and its wall / CPU
+    seconds and the load average before and after."""
     env = {**os.environ, "PYTHONPATH": str(code_root), "MSA_CACHE_DIR": str(ROOT / ".cache")}
     load_before = load_average()
     cpu0 = children_cpu_s()
     start = time.perf_counter()
     # cwd = the code's own folder, so that `import msa_lib` finds that copy first
-    proc = subprocess.run([sys.executable, "-c", COLD_SCRIPT, mode, str(clip), model_dir or ""], cwd=code_root,
-                          capture_output=True, text=True, env=env)
+    proc = subprocess.run(cmd, cwd=code_root, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - start
+    return proc, {"wall_s": round(wall, 3), "cpu_s": round(children_cpu_s() - cpu0, 3),
+                  "load_average_before": load_before, "load_average_after": load_average()}
+
+
+def _failed(proc: subprocess.CompletedProcess) -> dict:
+    return {"ok": False, "error": (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]}
+
+
+def cold_run(mode: str, clip: Path, model_dir: str | None, code_root: Path) -> dict:
+    """One fresh process predicting ``clip``: wall, CPU and inside-process seconds, load before/after."""
+    proc, timing = _timed_process([sys.executable, "-c", COLD_SCRIPT, mode, str(clip), model_dir or ""], code_root)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if proc.returncode or line is None:
-        return {"ok": False, "error": (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]}
+        return _failed(proc)
     result = json.loads(line[len("RESULT "):])
-    return {"ok": result["status"] == "ok", "wall_s": round(wall, 3), "cpu_s": round(children_cpu_s() - cpu0, 3),
-            "inside_process_s": round(result["inside_s"], 3), "load_average_before": load_before,
-            "load_average_after": load_average(), "label": result.get("label"), "error": result.get("error"),
+    return {"ok": result["status"] == "ok", **timing, "inside_process_s": round(result["inside_s"], 3),
+            "label": result.get("label"), "error": result.get("error"),
             "heavy_modules_imported": result["heavy_modules"], "transcript": result.get("transcript")}
 
 
 def cold_cli_run(clip: Path, model_dir: str | None, code_root: Path) -> dict:
     """One fresh ``msa predict CLIP --json`` (the command line a user types, ``python -m
     msa_lib.app.cli``): wall and CPU seconds until the process has exited."""
-    env = {**os.environ, "PYTHONPATH": str(code_root), "MSA_CACHE_DIR": str(ROOT / ".cache")}
-    load_before = load_average()
-    cpu0 = children_cpu_s()
-    start = time.perf_counter()
-    cmd = [sys.executable, "-m", "msa_lib.app.cli", "predict", str(clip), "--json",
-           *(["--model", model_dir] if model_dir else [])]
-    proc = subprocess.run(cmd, cwd=code_root, capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - start
+    proc, timing = _timed_process([sys.executable, "-m", "msa_lib.app.cli", "predict", str(clip), "--json",
+                                   *(["--model", model_dir] if model_dir else [])], code_root)
     try:
         result = json.loads(proc.stdout)[0]
     except (ValueError, IndexError, KeyError):
-        return {"ok": False, "error": (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]}
-    return {"ok": proc.returncode == 0 and result.get("status") == "ok", "wall_s": round(wall, 3),
-            "cpu_s": round(children_cpu_s() - cpu0, 3), "inside_process_s": None, "load_average_before": load_before,
-            "load_average_after": load_average(), "label": result.get("label"), "error": result.get("error"),
-            "heavy_modules_imported": None, "transcript": result.get("transcript")}
+        return _failed(proc)
+    return {"ok": proc.returncode == 0 and result.get("status") == "ok", **timing, "inside_process_s": None,
+            "label": result.get("label"), "error": result.get("error"), "heavy_modules_imported": None,
+            "transcript": result.get("transcript")}
 
 
 def summarize(runs: list[dict]) -> dict:

@@ -203,10 +203,6 @@ def _rms_db(frames: np.ndarray) -> np.ndarray:
     return np.maximum(20 * np.log10(np.maximum(rms, _EPS)), DB_FLOOR)
 
 
-def _frame_rms_db(y: np.ndarray, frame_length: int, hop: int) -> np.ndarray:
-    return _rms_db(_centered_frames(y, frame_length, hop))
-
-
 def _silent_frames(rms_db: np.ndarray, cfg: AudioFeatureConfig) -> np.ndarray:
     peak = float(rms_db.max()) if rms_db.size else DB_FLOOR
     return (rms_db < cfg.silence_db) | (rms_db < peak - cfg.dynamic_range_db)

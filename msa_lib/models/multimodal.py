@@ -154,8 +154,7 @@ class MultimodalModel(nn.Module):
 
     def forward(self, batch: dict, return_attention: bool = False) -> ModelOutput:
         encoded = self.encode(batch, return_attention)
-        video = {"context": batch.get("context")} if self.fusion.uses_video_context else {}
-        fused = self.fusion(encoded, return_attention=return_attention, **video)
+        fused = self.fuse(encoded, batch, return_attention)
         pred = fused.prediction if fused.prediction is not None else self.head(fused.fused)
         attention = {}
         if return_attention:
@@ -164,6 +163,11 @@ class MultimodalModel(nn.Module):
             attention.update(fused.attention)
         return ModelOutput(pred.score, pred.logits, fused.fused, fused.per_modality, attention, fused.gates,
                            fused.aux_loss, self.fusion.provides_prediction, list(self.modalities))
+
+    def fuse(self, encoded: dict, batch: dict, return_attention: bool = False):
+        """The fusion over ``encoded`` modalities, with the batch's video context when the fusion reads it."""
+        video = {"context": batch.get("context")} if self.fusion.uses_video_context else {}
+        return self.fusion(encoded, return_attention=return_attention, **video)
 
     @property
     def uses_video_context(self) -> bool:

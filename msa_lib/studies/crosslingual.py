@@ -242,7 +242,7 @@ ZOO_FUSIONS = ("mctn_hierarchical", "contextual_lstm", "adamml_context")
 def zoo_config(base: ExperimentConfig, fusion: str) -> ExperimentConfig:
     """``base`` with ``fusion`` as the model. MCTN trains without modality dropout: it never reads
     audio or vision to predict (they are translation targets only), so there is nothing to drop."""
-    if fusion not in ZOO_FUSIONS and fusion != base.fusion:
+    if fusion not in ZOO_FUSIONS:
         raise ValueError(f"fusion {fusion!r}: expected one of {ZOO_FUSIONS}")
     return replace(base, fusion=fusion, modality_dropout=0.0 if fusion.startswith("mctn") else base.modality_dropout)
 

@@ -218,8 +218,7 @@ class CrossLingualObjective(Objective):
     def forward(self, model, batch: dict, label_scheme) -> LossParts:
         c = self.config
         encoded = model.encode(batch)
-        video = {"context": batch.get("context")} if model.fusion.uses_video_context else {}
-        fused = model.fusion(encoded, **video)
+        fused = model.fuse(encoded, batch)
         pred = fused.prediction if fused.prediction is not None else model.head(fused.fused)
         output = _output(model, fused, pred)
         task = compute_loss(output, batch, label_scheme, c.loss)
