@@ -275,6 +275,48 @@ def _pretrained_text_model(model_id: str) -> nn.Module:
     return shared(("models.pretrained-text", model_id), lambda: load_text_model(model_id, device="cpu").model.eval())
 
 
+def pretrained_layers(pretrained: str, start: int, stop: int) -> nn.ModuleList:
+    """Copies of layers ``start + 1 .. stop`` (1-based; ``bert.encoder.layer[start:stop]``) of a
+    pretrained text encoder, as masked layers that can also return their attention weights."""
+    import copy
+
+    bert = _pretrained_text_model(pretrained)
+    cfg = bert.config
+    return nn.ModuleList(_BertLayerWithWeights(copy.deepcopy(l), cfg.num_attention_heads, cfg.hidden_act)
+                         for l in bert.encoder.layer[start:stop])
+
+
+@torch.no_grad()
+def advance_hidden_states(sequences, from_layer: int, to_layer: int, pretrained: str = "intfloat/multilingual-e5-small",
+                          batch_size: int = 64) -> list:
+    """Run cached hidden states (one ``T x D`` array per text, after layer ``from_layer``) through the
+    frozen layers up to ``to_layer``: the input a ``pretrained_top`` encoder of ``12 - to_layer``
+    layers needs, without encoding the texts again. Batches are cut from length-sorted texts, so
+    little time goes to padding."""
+    import numpy as np
+
+    if not 0 <= from_layer <= to_layer:
+        raise ValueError(f"need 0 <= from_layer <= to_layer, got {from_layer}, {to_layer}")
+    sequences = list(sequences)
+    if from_layer == to_layer:
+        return sequences
+    layers = pretrained_layers(pretrained, from_layer, to_layer).eval()
+    width = _pretrained_text_model(pretrained).config.hidden_size
+    out = [None] * len(sequences)
+    order = np.argsort([len(s) for s in sequences], kind="stable")
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        lengths = [len(sequences[i]) for i in idx]
+        x = torch.zeros(len(idx), max(max(lengths), 1), width)
+        for b, i in enumerate(idx):
+            x[b, :lengths[b]] = torch.as_tensor(sequences[i])
+        mask = torch.arange(x.shape[1])[None, :] < torch.as_tensor(lengths)[:, None]
+        h, _ = run_layers(layers, x, mask, "advance", False)
+        for b, i in enumerate(idx):
+            out[i] = h[b, :lengths[b]].numpy().astype(np.float32)
+    return out
+
+
 class PretrainedTopEncoder(nn.Module):
     """The top ``layers`` layers of a pretrained text encoder (default multilingual-e5-small),
     fine-tuned inside the model. Its input is the hidden state of the frozen lower layers, cached once
@@ -286,18 +328,13 @@ class PretrainedTopEncoder(nn.Module):
     def __init__(self, in_dim: int, layers: int = 4, dropout: float = 0.3, pretrained: str = DEFAULT_PRETRAINED_TEXT,
                  lr_scale: float = 0.5, name: str = "text"):
         super().__init__()
-        import copy
-
-        bert = _pretrained_text_model(pretrained)
-        cfg = bert.config
+        cfg = _pretrained_text_model(pretrained).config
         if in_dim != cfg.hidden_size:
             raise ModelInputError(f"{name}: a pretrained_top encoder of {pretrained} takes {cfg.hidden_size}-d hidden "
                                   f"states, the data has {in_dim}-d features")
         if not 1 <= layers <= cfg.num_hidden_layers:
             raise ValueError(f"pretrained_top layers must be in 1..{cfg.num_hidden_layers}, got {layers}")
-        top = bert.encoder.layer[cfg.num_hidden_layers - layers:]
-        self.layers = nn.ModuleList(_BertLayerWithWeights(copy.deepcopy(l), cfg.num_attention_heads, cfg.hidden_act)
-                                    for l in top)
+        self.layers = pretrained_layers(pretrained, cfg.num_hidden_layers - layers, cfg.num_hidden_layers)
         self.name, self.in_dim, self.out_dim, self.lr_scale = name, in_dim, cfg.hidden_size, lr_scale
         self.pretrained, self.first_layer = pretrained, cfg.num_hidden_layers - layers
         self.drop = nn.Dropout(dropout)

@@ -79,6 +79,7 @@ class DataConfig:
     translation_code_switch: float = 1.0  # dictionary translation of MOSI: 1 = every word, <1 = code-switched
     source_valid_fraction: float = 0.15
     zh_max: dict = field(default_factory=dict)  # e.g. {"train": 300, "test": 200}: stratified subsets (smoke runs)
+    source_max: dict = field(default_factory=dict)  # the same for MOSI's splits (smoke runs)
     mosi_text: TextFeatureConfig = field(default_factory=lambda: TextFeatureConfig(show_progress=False))
     zh_text: TextFeatureConfig = field(default_factory=lambda: TextFeatureConfig(max_length=128, show_progress=False))
 
@@ -97,12 +98,17 @@ def _with_text(ds: MultimodalDataset, feats: MultimodalDataset, key: str, as_key
                                                                       spec.level, spec.rate_hz, spec.extractor))
 
 
-def load_source(cfg: DataConfig | None = None, translator: Translator | None = None) -> MultimodalDataset:
-    """MOSI (group validation split) with ``text``, ``text_tr`` (its Chinese translation), audio, vision."""
+def load_source(cfg: DataConfig | None = None, translator: Translator | None = None,
+                mosi: MultimodalDataset | None = None) -> MultimodalDataset:
+    """MOSI (group validation split) with ``text``, ``text_tr`` (its Chinese translation), audio, vision.
+    ``mosi``: a subset of that split (tests) instead of all of it."""
     from msa_lib.data.sources import load_mosi
 
     cfg = cfg or DataConfig()
-    mosi = group_validation_split(load_mosi(), valid_fraction=cfg.source_valid_fraction, seed=0)
+    if mosi is None:
+        mosi = group_validation_split(load_mosi(), valid_fraction=cfg.source_valid_fraction, seed=0)
+    if cfg.source_max:
+        mosi = mosi.subset(cap_splits(mosi.split, mosi.labels, cfg.source_max))
     key = _text_key(cfg)
     feats = add_text_features(mosi, cfg.mosi_text)
     translator = translator or DictionaryTranslator(code_switch=cfg.translation_code_switch)

@@ -28,6 +28,15 @@ base_setting = "source_only"  # the best zero-shot setting of notebook 04 (centr
 zh_eval_max = None  # cap on Chinese test reviews (smoke runs)
 zh_train_max = None  # cap on Chinese training reviews (smoke runs)
 torch_threads = 1
+mosi_max = None  # stratified MOSI subsets per split (smoke runs)
+adapted_seeds = [0, 1, 2, 3, 4]  # rehearsal on the self-trained encoder of notebook 04 ([] skips the section)
+adapted_k_percents = [1, 5]
+adapted_epochs = 1
+self_training_layers = 2  # as notebook 04, so its self-trained models are reused from the cache
+self_training_shares = [0.25, 0.5, 0.75, 1.0]
+self_training_pool = 2000  # unlabelled Chinese train reviews drawn at random (None: all 5,436; CPU time)
+student_epochs = 4
+self_training_threads = 2
 
 # %%
 import time
@@ -44,7 +53,7 @@ torch.set_num_threads(torch_threads)
 warnings.filterwarnings("ignore", "Mean of empty slice")  # metrics that only some rows have (estimated prior)
 started = time.time()
 caps = {k: v for k, v in {"train": zh_train_max, "valid": zh_eval_max, "test": zh_eval_max}.items() if v}
-data_cfg = xl.DataConfig(zh_max=caps)
+data_cfg = xl.DataConfig(zh_max=caps, source_max=mosi_max or {})
 source_raw, target_raw = xl.load_source(data_cfg), xl.load_target(data_cfg)
 source, target, _ = xl.prepare(source_raw, target_raw, data_cfg)
 print("Chinese training reviews:", int((target.split == "train").sum()),
@@ -99,4 +108,31 @@ frame["delta_vs_source_model"] = frame["acc"] - frame.set_index(["seed", "eval_s
 forgetting = (frame[frame.eval_set.str.startswith("mosi")]
               .groupby(["method", "k_percent", "eval_set"])["delta_vs_source_model"].agg(["mean", "std"]).mul(100).round(2))
 display(forgetting)
+
+# %% [markdown]
+# ## Rehearsal on the self-trained encoder
+# Notebook 04's self-training adapts e5's top layers to Chinese reviews without a Chinese label. Here a copy of
+# each seed's self-trained student (reused from the cache notebook 04 filled, or trained now with the same
+# settings) continues for `adapted_epochs` epochs on the English data (+ translations) and k % of the labelled
+# Chinese train reviews (repeated to about the English data's size): rehearsal, as above, but on an adapted
+# encoder. Forgetting is read against the same seed's English-only student (round 0): MOSI test, text only.
+
+# %%
+from msa_lib.studies import self_training as st
+
+torch.set_num_threads(self_training_threads)
+st_cfg = st.SelfTrainingConfig(fine_tuned_layers=self_training_layers, shares=tuple(self_training_shares),
+                               pool_max=self_training_pool, train=st.replace(st.STUDENT_TRAINING, max_epochs=student_epochs))
+token_cfg = st.replace(data_cfg, text_input="tokens")
+st_source, st_target = st.student_inputs(xl.load_source(token_cfg), xl.load_target(token_cfg), st_cfg.input_layer)
+adapted_rows = st.rehearsal_runs(st_source, st_target, adapted_seeds, adapted_k_percents, st_cfg, adapted_epochs)
+torch.set_num_threads(torch_threads)
+if adapted_seeds:
+    adapted = ResultsTable("few_shot_self_trained", key=("method", "k_percent", "seed", "eval_set"), folder=results_dir(reports_dir))
+    for row in adapted_rows.to_dict("records"):
+        adapted.add(**row)
+    adapted.save()
+    adapted_summary = pd.read_csv(results_dir(reports_dir) / "few_shot_self_trained_summary.csv")
+    display(adapted_summary.pivot_table(index="k_percent", columns="eval_set",
+                                        values=["acc", "mosi_delta_vs_english_only"], aggfunc="first"))
 print(f"total time {time.time() - started:.0f} s")
