@@ -35,7 +35,8 @@ NOTEBOOKS = (
 # Notebooks 04 and 05 in smoke runs: a stratified MOSI subset (the cold e5 encoding of all of MOSI and its
 # translations was most of their time) and one short self-training run, shared by both through its cache.
 SMOKE_MOSI = {"train": 400, "valid": 80, "test": 160}
-SMOKE_SELF_TRAINING = {"self_training_seeds": [0], "self_training_shares": [0.5], "student_epochs": 1, "self_training_pool": None}
+# Self-training settings shared by notebooks 04 (which self-trains) and 05 (which rehearses on the result)
+SMOKE_SELF_TRAINING = {"self_training_layers": 1, "self_training_shares": [0.5], "student_epochs": 1, "self_training_pool": None}
 # Small settings that exercise every code path of a notebook in well under a minute or two.
 SMOKE_PARAMETERS: dict[str, dict] = {
     "00_data": {},
@@ -46,9 +47,9 @@ SMOKE_PARAMETERS: dict[str, dict] = {
                   "standard_seeds": [0], "standard_finetune_epochs": 1},
     "04_nce": {"seeds": [0], "max_epochs": 1, "zh_eval_max": 200, "zh_train_max": 300, "mosi_max": SMOKE_MOSI,
                "settings": ["source_only", "nce_xl_both", "nce_all"], "zoo_settings": ["source_only"], "whisper_clips": False,
-               **SMOKE_SELF_TRAINING, "reference_k_percents": [5], "reference_seeds": [0], "reference_steps": 8},
+               **SMOKE_SELF_TRAINING, "self_training_seeds": [0], "reference_k_percents": [5], "reference_seeds": [0], "reference_steps": 8},
     "05_fewshot": {"seeds": [0], "max_epochs": 1, "fewshot_epochs": 1, "k_percents": [0, 5], "zh_eval_max": 200,
-                   "zh_train_max": 300, "mosi_max": SMOKE_MOSI, **SMOKE_SELF_TRAINING, "adapted_k_percents": [5],
+                   "zh_train_max": 300, "mosi_max": SMOKE_MOSI, **SMOKE_SELF_TRAINING, "adapted_seeds": [0], "adapted_k_percents": [5],
                    "adapted_epochs": 1},
     "06_interpretability": {"max_epochs": 1, "ravdess_epochs": 2, "n_explain": 4, "ig_steps": 4,
                             "mosi_per_split": {"train": 64, "valid": 16, "test": 16}, "ravdess_per_actor": 2},

@@ -21,15 +21,17 @@ SECTIONS = (
     ("cross_lingual_summary.csv", "Cross-lingual transfer English -> Chinese (notebook 04; acc_best_threshold "
      "picks the threshold on the test labels: a ceiling for prior correction, not a result)", None,
      ("acc", "f1_macro", "auc", "acc_best_threshold")),
-    ("self_training_summary.csv", "Self-training on unlabelled Chinese reviews, every round (notebook 04; prior as "
-     "trained; the stopping round of each seed is in self_training.csv, column selected)",
-     ("setting", "round", "eval_set", "n_seeds"), ("acc", "f1_macro", "auc", "acc_best_threshold")),
+    ("self_training_selected_summary.csv", "Self-training on unlabelled Chinese reviews, zero-shot (notebook 04; "
+     "the English-only student and each seed's selected round; prior em: the test prior estimated by EM from "
+     "the unlabelled test reviews)", ("model", "eval_set", "prior"), ("acc", "f1_macro", "auc", "round")),
+    ("self_training_summary.csv", "Self-training, every round (notebook 04; prior as trained; a seed that stopped "
+     "early has no later rows)", ("setting", "round", "eval_set"), ("acc", "f1_macro", "auc", "acc_best_threshold")),
     ("zh_fine_tuned_reference_summary.csv", "The same student fine-tuned on k % of the labelled Chinese reviews "
-     "(notebook 04, supervised reference)", ("method", "k_percent", "n_seeds"), ("acc", "f1_macro", "auc", "n_train")),
+     "(notebook 04, supervised reference)", ("method", "k_percent"), ("acc", "f1_macro", "auc", "n_train")),
     ("few_shot_summary.csv", "Few-shot rehearsal (notebook 05)", ("method", "k_percent", "eval_set"),
      ("acc", "f1_macro")),
     ("few_shot_self_trained_summary.csv", "Few-shot rehearsal on the self-trained student (notebook 05)",
-     ("method", "k_percent", "eval_set", "n_seeds"), ("acc", "f1_macro", "mosi_delta_vs_english_only")),
+     ("method", "k_percent", "eval_set"), ("acc", "f1_macro", "mosi_delta_vs_english_only")),
     ("ravdess_decision_fusion_summary.csv", "RAVDESS decision fusion, actors 21-24 held out, clean inputs "
      "(notebook 07)", ("branch_or_rule", "kind"), ("acc", "f1_macro")),
     ("face_eval_summary.csv", "Faces, subject-independent: CK+ 5 folds by subject, MEAD leave one speaker out "

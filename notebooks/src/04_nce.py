@@ -197,7 +197,9 @@ if self_training_seeds:
     st_table.save()
     st_rounds.to_csv(results_dir(reports_dir) / "self_training_rounds.csv", index=False)
     display(st_rounds)
-    display(st.selected_summary(st_rows))
+    selected = st.selected_summary(st_rows)
+    selected.to_csv(results_dir(reports_dir) / "self_training_selected_summary.csv", index=False)
+    display(selected)
 
 # %%
 references = pd.DataFrame([st.fine_tuned_reference(st_target, k, seed, ref_cfg)
