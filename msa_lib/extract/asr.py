@@ -435,8 +435,9 @@ def _ctranslate2_device(device: str) -> str:
 
 
 def load_faster_whisper(name: str | os.PathLike = "base", device: str = "auto", compute_type: str = "int8",
-                        cpu_threads: int = 0) -> "faster_whisper.WhisperModel":
-    """A faster-whisper model, loaded once per (folder, device, precision, threads) and shared."""
+                        cpu_threads: int = 0, share: bool = True) -> "faster_whisper.WhisperModel":
+    """A faster-whisper model, loaded once per (folder, device, precision, threads) and shared
+    (``share=False``: a private copy, with worker threads of its own)."""
     WhisperModel = _encoder_reusing_model_class()
 
     folder = resolve_faster_whisper_model(name)
@@ -451,7 +452,7 @@ def load_faster_whisper(name: str | os.PathLike = "base", device: str = "auto", 
         except RuntimeError as exc:
             raise ModelNotAvailable(f"{folder}: faster-whisper could not load the model ({exc})") from None
 
-    return shared((_FASTER_WHISPER, str(folder), dev, compute_type, int(cpu_threads)), load)
+    return shared((_FASTER_WHISPER, str(folder), dev, compute_type, int(cpu_threads)), load) if share else load()
 
 
 # --------------------------------------------------------------------------------- ASR config
@@ -809,16 +810,22 @@ class Transcriber:
         base = config or ASRConfig()
         self.config = ASRConfig(**{**asdict(base), **overrides}) if overrides else base
         self._model = None
+        self._sampling = threading.local()  # .model: the private model of a seeded faster-whisper decode
 
     # -- model ------------------------------------------------------------------------------
+    def _faster_whisper_threads(self) -> int:
+        # CTranslate2's own default is 4 threads, too many on a 2-core machine
+        return self.config.num_threads if self.config.num_threads > 0 else min(4, os.cpu_count() or 1)
+
     @property
     def model(self):
+        private = getattr(self._sampling, "model", None)
+        if private is not None:
+            return private
         if self._model is None:
             c = self.config
             if c.backend == "faster-whisper":
-                # CTranslate2's own default is 4 threads, too many on a 2-core machine
-                threads = c.num_threads if c.num_threads > 0 else min(4, os.cpu_count() or 1)
-                self._model = load_faster_whisper(c.model, c.device, c.compute_type, threads)
+                self._model = load_faster_whisper(c.model, c.device, c.compute_type, self._faster_whisper_threads())
             else:
                 _set_torch_threads(c.num_threads)
                 self._model = load_openai_whisper(c.model, c.device)
@@ -925,8 +932,17 @@ class Transcriber:
         if self.config.backend == "faster-whisper":
             import ctranslate2
 
+            # CTranslate2 seeds each worker thread's generator once, at its first use (a thread_local
+            # std::mt19937), so a worker that has sampled before ignores a new seed. A private model, whose
+            # workers start after the seed is set, makes every sampled decode repeat; it costs one model load.
+            c = self.config
             ctranslate2.set_random_seed(0)
-            yield
+            self._sampling.model = load_faster_whisper(c.model, c.device, c.compute_type,
+                                                       self._faster_whisper_threads(), share=False)
+            try:
+                yield
+            finally:
+                self._sampling.model = None
         else:
             import torch
 
