@@ -550,7 +550,7 @@ reviews than this branch uses, only e5 with its top layers fine-tuned on all lab
 (`reports/results/zh_fine_tuned_reference_summary.csv`) scores at its level on the same test split (within
 one standard deviation); it would ship e5 layer weights and need torch at prediction time (the command
 line runs without torch), so the branch stays the linear model on frozen vectors. Self-training on
-unlabelled reviews uses no Chinese label at all and scores lower (`reports/results/self_training_summary.csv`).
+unlabelled reviews uses no Chinese label at all and scores lower (`reports/results/self_training_selected_summary.csv`).
 
 5-class confusion of the English text branch on the bc-LSTM test videos (rows: true Acc-5 class of the
 fine label, columns: printed label):
