@@ -50,11 +50,16 @@ ROW_FILTERS = {"ravdess_decision_fusion_summary.csv": {"scenario": "clean"},
 FALLBACK_HEADLINES = {"predict": ("clip_seconds", "cold_s", "warm_s", "target_warm_s", "meets_target")}
 
 
+def markdown_cell(value) -> str:
+    """An empty CSV cell reads back as NaN: show it empty."""
+    return "" if isinstance(value, float) and value != value else str(value)
+
+
 def markdown_table(frame: pd.DataFrame) -> str:
     cols = list(frame.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, row in frame.iterrows():
-        lines.append("| " + " | ".join(str(row[c]) for c in cols) + " |")
+        lines.append("| " + " | ".join(markdown_cell(row[c]) for c in cols) + " |")
     return "\n".join(lines)
 
 

@@ -56,19 +56,24 @@ def summarize(frame: pd.DataFrame, by: list[str], metrics: list[str] | None = No
         row["n_seeds"] = part[seed_col].nunique() if seed_col in part else len(part)
         for m in metrics:
             vals = part[m].astype(float).to_numpy()
-            mean = float(np.nanmean(vals)) if len(vals) else float("nan")
-            std = float(np.nanstd(vals, ddof=1)) if np.isfinite(vals).sum() > 1 else 0.0
+            finite = vals[np.isfinite(vals)]
+            mean = float(finite.mean()) if len(finite) else float("nan")
+            std = float(finite.std(ddof=1)) if len(finite) > 1 else 0.0
             row[f"{m}_mean"], row[f"{m}_std"] = mean, std
             row[m] = format_mean_std(mean, std, percent=m.startswith(PERCENT_PREFIXES))
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-PERCENT_PREFIXES = ("acc", "f1", "precision", "recall", "auc")
+# shown x 100; "mosi_delta*" columns are differences of accuracies, so they read in points
+PERCENT_PREFIXES = ("acc", "f1", "precision", "recall", "auc", "mosi_delta")
 
 
 def format_mean_std(mean: float, std: float, percent: bool = False, digits: int = 1) -> str:
-    """``percent``: ``0.8512, 0.0041`` -> ``85.1 ± 0.4``; otherwise 3 decimals."""
+    """``percent``: ``0.8512, 0.0041`` -> ``85.1 ± 0.4``; otherwise 3 decimals. A metric a group does not
+    have (mean NaN, e.g. the MOSI delta on a Chinese-test row) is an empty cell, not ``nan ± 0.000``."""
+    if not np.isfinite(mean):
+        return ""
     if percent:
         return f"{100 * mean:.{digits}f} ± {100 * std:.{digits}f}"
     return f"{mean:.3f} ± {std:.3f}"
