@@ -22,6 +22,7 @@ EXPECTED_RESULTS = {
     "07_decision_fusion": ["ravdess_decision_fusion.csv"],
     "09_mosi_standard": ["mosi_standard.csv", "mosi_standard_summary.csv"],
     "10_faces": ["face_eval.csv", "face_eval_summary.csv", "face_missed.csv"],
+    "11_mosi_video_context": ["mosi_standard_kernel.csv", "mosi_standard_kernel_selection.csv"],
 }
 REQUIRED_COLUMNS = {
     "mosi_fusion.csv": {"model", "seed", "acc2", "f1_macro", "f1_weighted"},
@@ -36,6 +37,8 @@ REQUIRED_COLUMNS = {
     "ravdess_decision_fusion.csv": {"branch_or_rule", "scenario", "seed", "acc", "f1_macro"},
     "mosi_standard.csv": {"model", "seed", "acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc5", "acc7", "mae", "corr",
                           "f1_macro_5class", "label_trained_features"},
+    "mosi_standard_kernel.csv": {"model", "experiment", "seed", "acc2_has0", "acc2_non0", "acc7", "mae", "corr",
+                                 "f1_macro_5class"},
     "face_eval.csv": {"dataset", "representation", "classifier", "fold", "acc_expression", "bacc_valence", "auc_valence"},
 }
 

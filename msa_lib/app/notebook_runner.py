@@ -31,6 +31,7 @@ NOTEBOOKS = (
     "08_own_model",
     "09_mosi_standard",
     "10_faces",
+    "11_mosi_video_context",
 )
 # Notebooks 04 and 05 in smoke runs: a stratified MOSI subset (the cold e5 encoding of all of MOSI and its
 # translations was most of their time) and one short self-training run, shared by both through its cache.
@@ -61,6 +62,8 @@ SMOKE_PARAMETERS: dict[str, dict] = {
                          "vision_fusion_seeds": []},
     "10_faces": {"max_ckplus_subjects": 15, "mead_fps": 2.0, "representations": ["blendshapes", "fer_probs"],
                  "classifiers": ["logreg"], "ckplus_folds": 3},
+    "11_mosi_video_context": {"mosi_videos": 4, "grid": {"layers": [[12]], "video_weight": [0.0, 0.5], "neighbour_weight": [0.5],
+                                                         "C": [1.0], "epsilon": [0.1], "gamma": [1.0]}},
 }
 SMOKE_REPORTS_DIR = ".cache/smoke_reports"
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from typing import Sequence
 
 import numpy as np
 
@@ -86,10 +87,7 @@ def context_sequences(ds: MultimodalDataset, pooled: np.ndarray) -> list[np.ndar
     dim = pooled.shape[1]
     out = [np.full((2, dim), np.nan, np.float32) for _ in range(len(ds))]
     order = utterance_order(ds.ids)
-    by_group: dict[str, list[int]] = {}
-    for i, g in enumerate(ds.group):
-        by_group.setdefault(g, []).append(i)
-    for members in by_group.values():
+    for members in _members_by_group(ds.group).values():
         members.sort(key=lambda i: order[i])
         for k, i in enumerate(members):
             if k > 0:
@@ -116,3 +114,78 @@ def _load(path):
             return pickle.load(fh)
     except (OSError, pickle.UnpicklingError, EOFError):
         return None
+
+
+# ---------------------------------------------------------------------------------------------- sentence vectors
+def layer_pooled_vectors(ds: MultimodalDataset, layers: Sequence[int] = (10, 11, 12),
+                         config: TextFeatureConfig | None = None) -> np.ndarray:
+    """(N x D) sentence vectors of ``ds.raw_text``: the attention-masked mean of each hidden layer in
+    ``layers`` (0 = embeddings, 12 = e5's last), averaged over the layers and L2-normalised. Every
+    layer's pooled vectors are cached once per text set and model, so other layer choices are free."""
+    cfg = config or MOSI_TEXT
+    texts = [str(t) for t in ds.raw_text]
+    settings = replace(cfg, hidden_layer=None, context=False)
+    path = cache_dir() / "features" / f"{ds.meta.name}-layer-pooled-{_cache_key(ds, texts, settings)}.pkl"
+    all_layers = _load(path)
+    if all_layers is None:
+        import torch
+
+        from msa_lib.extract.text import TextEncoder, TextEncoderConfig
+
+        encoder = TextEncoder(TextEncoderConfig(model_id=cfg.model_id, max_length=cfg.max_length, hidden_layer=None,
+                                                batch_size=cfg.batch_size, device=cfg.device, show_progress=False))
+        log.info("pooling every layer of %s over %d texts of %s (cached afterwards)", cfg.model_id, len(texts),
+                 ds.meta.name)
+        parts = []
+        with torch.no_grad():
+            for start in range(0, len(texts), cfg.batch_size):
+                batch, attention, _ = encoder._tokenize(texts[start:start + cfg.batch_size])
+                out = encoder.model(**{k: v.to(encoder.device) for k, v in batch.items()}, output_hidden_states=True)
+                w = attention.to(encoder.device).unsqueeze(-1).float()
+                parts.append(torch.stack([(h.float() * w).sum(1) / w.sum(1) for h in out.hidden_states], 1).cpu().numpy())
+        all_layers = np.concatenate(parts) if parts else np.zeros((0, 1, 1), np.float32)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_pickle(all_layers.astype(np.float32), path)
+    n_layers = all_layers.shape[1]
+    if not layers or any(not 0 <= layer < n_layers for layer in layers):
+        raise ValueError(f"layers {tuple(layers)} not in 0..{n_layers - 1} of {cfg.model_id}")
+    return l2_normalize(all_layers[:, list(layers)].mean(1))
+
+
+def video_context_vectors(ds: MultimodalDataset, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Utterance context from the other utterances' vectors of the same video (``ds.group``), never their
+    labels, both L2-normalised (N x D each):
+
+    - ``video``: the mean of the *other* utterances of the video (zeros for a video of one utterance);
+    - ``neighbours``: the previous plus the next utterance in :func:`utterance_order` (the id's trailing
+      number), the utterance itself standing in for a missing neighbour at either end.
+
+    Order comes from the ids, not from the rows: the shipped bc-LSTM files list each video's utterances
+    grouped by label, so neighbours in file order would carry the labels."""
+    if len(vectors) != len(ds):
+        raise ValueError(f"{len(vectors)} vectors for {len(ds)} utterances of {ds.meta.name}")
+    vectors = np.asarray(vectors, np.float32)
+    video, neighbours = np.zeros_like(vectors), np.zeros_like(vectors)
+    order = utterance_order(ds.ids)
+    for members in _members_by_group(ds.group).values():
+        members = np.array(sorted(members, key=lambda i: order[i]))
+        total = vectors[members].sum(0)
+        video[members] = (total - vectors[members]) / max(len(members) - 1, 1)
+        previous = np.concatenate([members[:1], members[:-1]])
+        following = np.concatenate([members[1:], members[-1:]])
+        neighbours[members] = vectors[previous] + vectors[following]
+    return l2_normalize(video), l2_normalize(neighbours)
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero)."""
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    return (x / np.where(norm > 0, norm, 1.0)).astype(np.float32)
+
+
+def _members_by_group(groups) -> dict[str, list[int]]:
+    by_group: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        by_group.setdefault(g, []).append(i)
+    return by_group
+

@@ -23,9 +23,10 @@ import pandas as pd
 from msa_lib.data.protocols import (SHIPPED_FEATURES, check_features_allowed, label_trained_marker, load_mosi_bclstm,
                                     load_mosi_standard)
 from msa_lib.data.schema import MultimodalDataset
-from msa_lib.data.torch_data import Standardizer
+from msa_lib.data.torch_data import Standardizer, check_videos_within_one_split
 from msa_lib.evaluate.metrics import FINE_GRAINED_METRICS, confusion_5class, f1_macro, fine_grained_metrics
-from msa_lib.extract.text_features import MOSI_TEXT, TextFeatureConfig, add_text_features
+from msa_lib.extract.text_features import (MOSI_TEXT, TextFeatureConfig, add_text_features, layer_pooled_vectors,
+                                          video_context_vectors)
 from msa_lib.models.encoders import EncoderConfig
 from msa_lib.models.heads import LossConfig
 from msa_lib.models.multimodal import ModelConfig, build_model_for
@@ -291,3 +292,115 @@ def plot_true_vs_predicted(pred: pd.DataFrame, title: str = ""):
     ax.set_ylim(-3.2, 3.2)
     fig.tight_layout()
     return fig
+
+
+# ---------------------------------------------------------------------------------------------- kernel + video context
+@dataclass(frozen=True)
+class KernelContextConfig:
+    """Support-vector regression (RBF kernel, epsilon-insensitive loss: like L1, robust to the outlying
+    scores) on a frozen e5 sentence vector per utterance joined with its video context
+    (:func:`~msa_lib.extract.text_features.video_context_vectors`): ``[u, w_v * v, w_n * n] /
+    sqrt(1 + w_v^2 + w_n^2)``, with ``u`` the utterance's vector (mean over e5 ``layers``), ``v`` the
+    mean of the video's other utterances, ``n`` the previous + next utterance (all unit length)."""
+
+    layers: tuple[int, ...] = (10, 11, 12)
+    video_weight: float = 0.5
+    neighbour_weight: float = 0.5
+    C: float = 1.0
+    epsilon: float = 0.1
+    gamma: float = 2.0
+
+    def label(self) -> str:
+        return (f"layers {'-'.join(map(str, self.layers))}, video {self.video_weight:g}, neighbours "
+                f"{self.neighbour_weight:g}, C {self.C:g}, epsilon {self.epsilon:g}, gamma {self.gamma:g}")
+
+
+# The settings searched on the dev videos (144 fits, about 3 min on 2 cores); nothing here reads test.
+KERNEL_CONTEXT_GRID: dict[str, list] = {"layers": [(12,), (10, 11, 12)], "video_weight": [0.0, 0.5, 1.0],
+                                        "neighbour_weight": [0.0, 0.5], "C": [1.0, 3.0], "epsilon": [0.1, 0.3],
+                                        "gamma": [0.5, 1.0, 2.0]}
+KERNEL_CONTEXT_MODEL = "svr_video_context"
+
+
+class KernelContextFeatures:
+    """The joined vectors of :class:`KernelContextConfig` for every utterance of ``ds`` (the e5 pass is
+    cached per layer set). Context never crosses a video, and a video never spans two splits."""
+
+    def __init__(self, ds: MultimodalDataset, text: TextFeatureConfig | None = None):
+        check_videos_within_one_split(ds)
+        self.ds, self.text = ds, text
+        self._parts: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def __call__(self, config: KernelContextConfig) -> np.ndarray:
+        layers = tuple(config.layers)
+        if layers not in self._parts:
+            vectors = layer_pooled_vectors(self.ds, layers, self.text)
+            self._parts[layers] = (vectors, *video_context_vectors(self.ds, vectors))
+        weights = (1.0, config.video_weight, config.neighbour_weight)
+        joined = [w * x for w, x in zip(weights, self._parts[layers]) if w]
+        return np.hstack(joined) / np.sqrt(sum(w * w for w in weights))
+
+
+def fit_kernel_context(features: KernelContextFeatures, config: KernelContextConfig, train_split: str = "train"):
+    """The fitted scikit-learn ``SVR`` of ``config`` on ``train_split``, and the joined vectors of every
+    utterance (rows of ``features.ds``)."""
+    from sklearn.svm import SVR
+
+    x = features(config)
+    train = features.ds.split == train_split
+    model = SVR(kernel="rbf", C=config.C, epsilon=config.epsilon, gamma=config.gamma).fit(x[train], features.ds.scores[train])
+    return model, x
+
+
+def select_kernel_context(features: KernelContextFeatures, grid: dict[str, list] | None = None
+                          ) -> tuple[KernelContextConfig, pd.DataFrame]:
+    """Fit every setting of ``grid`` (default :data:`KERNEL_CONTEXT_GRID`) on train and score it on the
+    valid (dev) videos; the lowest dev MAE wins (first in grid order on ties). Only train and valid
+    utterances are read: the test scores play no part. Returns the winner and one row per setting."""
+    import itertools
+
+    grid = grid or KERNEL_CONTEXT_GRID
+    ds = features.ds
+    valid = ds.split == "valid"
+    if not valid.any():
+        raise ValueError(f"{ds.meta.name}: no valid (dev) utterances to choose the kernel settings on")
+    rows, configs = [], []
+    for values in itertools.product(*grid.values()):
+        config = KernelContextConfig(**dict(zip(grid, values)))
+        model, x = fit_kernel_context(features, config)
+        m = fine_grained_metrics(ds.scores[valid], model.predict(x[valid]))
+        rows.append({"setting": config.label(), **{f"valid_{k}": m[k] for k in ("mae", "corr", "acc2_non0", "acc7")}})
+        configs.append(config)
+    table = pd.DataFrame(rows)
+    best = int(table["valid_mae"].to_numpy().argmin())
+    table["selected"] = np.arange(len(table)) == best
+    return configs[best], table
+
+
+def kernel_context_predictions(features: KernelContextFeatures, config: KernelContextConfig,
+                               split: str = "test") -> pd.DataFrame:
+    """Fit ``config`` on train, predict ``split``: a frame like :func:`~msa_lib.train.trainer.predict`'s
+    (``id``, ``score``, ``score_pred``) for :func:`fine_grained_row`."""
+    model, x = fit_kernel_context(features, config)
+    ds = features.ds
+    rows = ds.split == split
+    return pd.DataFrame({"id": np.asarray(ds.ids)[rows], "score": ds.scores[rows], "score_pred": model.predict(x[rows])})
+
+
+def adjacent_polarity_agreement(ds: MultimodalDataset) -> pd.DataFrame:
+    """How often two adjacent utterances of a video share their polarity (score >= 0), with the
+    utterances in file order and in spoken order (the id's number). A diagnostic of the shipped files:
+    their row order groups each video by label, which is why context follows the ids."""
+    from msa_lib.data.torch_data import utterance_order
+
+    spoken = utterance_order(ds.ids)
+    rows = []
+    for name, key in (("file order", lambda i: i), ("spoken order (id number)", lambda i: spoken[i])):
+        same = pairs = 0
+        for video in dict.fromkeys(ds.group):
+            members = sorted(np.flatnonzero(ds.group == video), key=key)
+            polarity = ds.scores[members] >= 0
+            same += int((polarity[1:] == polarity[:-1]).sum())
+            pairs += len(members) - 1
+        rows.append({"order": name, "adjacent_pairs": pairs, "same_polarity": same / max(pairs, 1)})
+    return pd.DataFrame(rows)
