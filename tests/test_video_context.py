@@ -4,6 +4,7 @@ context across videos or splits, settings chosen without test labels, and a fit 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from dataset_factory import make_dataset
@@ -115,3 +116,29 @@ def test_layer_vectors_refuse_a_layer_the_encoder_does_not_have(small_mosi_stand
     ds, text = small_mosi_standard
     with pytest.raises(ValueError, match="not in 0..12"):
         layer_pooled_vectors(ds, (13,), text)
+
+
+def _frames(preds_valid, preds_test, valid_scores=(0.0, 1.0, 2.0), test_scores=(1.0, -1.0)):
+    return {"valid": pd.DataFrame({"id": ["a", "b", "c"], "score": valid_scores, "score_pred": preds_valid}),
+            "test": pd.DataFrame({"id": ["d", "e"], "score": test_scores, "score_pred": preds_test})}
+
+
+def test_blend_weight_is_chosen_on_dev_by_hand():
+    # first is off by +1 on every dev utterance, second by -1 -> the half-half blend is exact on dev
+    first = _frames([1.0, 2.0, 3.0], [2.0, 0.0])
+    second = _frames([-1.0, 0.0, 1.0], [0.0, -2.0])
+    weight, test = fg.blend_on_dev(first, second)
+    assert weight == 0.5
+    np.testing.assert_allclose(test["score_pred"], [1.0, -1.0])
+    assert list(test["id"]) == ["d", "e"] and list(test["score"]) == [1.0, -1.0]
+    # the test scores play no part in the choice
+    poisoned = {k: v.assign(score=-v["score"]) if k == "test" else v for k, v in first.items()}
+    assert fg.blend_on_dev(poisoned, second)[0] == weight
+
+
+def test_blend_refuses_frames_of_different_utterances():
+    first = _frames([1.0, 2.0, 3.0], [2.0, 0.0])
+    second = _frames([1.0, 2.0, 3.0], [2.0, 0.0])
+    second["test"] = second["test"].assign(id=["d", "x"])
+    with pytest.raises(ValueError, match="different utterances"):
+        fg.blend_on_dev(first, second)

@@ -63,7 +63,8 @@ SMOKE_PARAMETERS: dict[str, dict] = {
     "10_faces": {"max_ckplus_subjects": 15, "mead_fps": 2.0, "representations": ["blendshapes", "fer_probs"],
                  "classifiers": ["logreg"], "ckplus_folds": 3},
     "11_mosi_video_context": {"mosi_videos": 4, "grid": {"layers": [[12]], "video_weight": [0.0, 0.5], "neighbour_weight": [0.5],
-                                                         "C": [1.0], "epsilon": [0.1], "gamma": [1.0]}},
+                                                         "C": [1.0], "epsilon": [0.1], "gamma": [1.0]},
+                              "stage1_seeds": [0], "finetune_epochs": 1},
 }
 SMOKE_REPORTS_DIR = ".cache/smoke_reports"
 

@@ -32,6 +32,9 @@ SECTIONS = (
      ("acc", "f1_macro")),
     ("few_shot_self_trained_summary.csv", "Few-shot rehearsal on the self-trained student (notebook 05)",
      ("method", "k_percent", "eval_set"), ("acc", "f1_macro", "mosi_delta_vs_english_only")),
+    ("mosi_standard_blend_summary.csv", "CMU-MOSI standard split (`mosi_standard`), test: the fine-tuned e5 text "
+     "model and its blend with the SVR on frozen e5 vectors with video context (notebook 11; 5 seeds, blend weight "
+     "chosen on dev)", ("experiment",), ("acc2_has0", "acc2_non0", "acc5", "acc7", "mae", "corr", "svr_weight")),
     ("ravdess_decision_fusion_summary.csv", "RAVDESS decision fusion, actors 21-24 held out, clean inputs "
      "(notebook 07)", ("branch_or_rule", "kind"), ("acc", "f1_macro")),
     ("face_eval_summary.csv", "Faces, subject-independent: CK+ 5 folds by subject, MEAD leave one speaker out "

@@ -119,6 +119,7 @@ class Stage1:
 
     adapted: AdaptedText
     predictions: pd.DataFrame
+    valid_predictions: pd.DataFrame | None = None  # the same model on the dev videos (for choices made on dev)
 
     def result_row(self, seed: int, experiment: str) -> dict:
         return {"experiment": experiment, "model": "text_only", "seed": seed, "inputs": "text",
@@ -129,14 +130,16 @@ class Stage1:
 def adapt_text_regression(ds: MultimodalDataset, seed: int, train: TrainConfig | None = None,
                           layers: int = 4) -> Stage1:
     """Stage 1 on ``mosi_standard``: fine-tune the top ``layers`` e5 layers as a text-only regression
-    model (L1, early stopping on the dev videos), then score that model itself on test."""
+    model (L1, early stopping on the dev videos), then score that model itself on test (and predict the
+    dev videos, for choices made there)."""
     train = train or STAGE1_TRAIN
     adapted = adapt_text_encoder(ds, seed, train, layers=layers)
     config = model_config(text_encoder=EncoderConfig(kind="pretrained_top", layers=layers))
     model = build_model_for("text_only", ds, config, modalities=["text"])
     model.load_state_dict(adapted.state_dict)
-    pred = predict(model, make_loader(ds.get_split("test"), ["text"], 64), ds.meta.labels)
-    return Stage1(adapted, pred)
+    pred = {split: predict(model, make_loader(ds.get_split(split), ["text"], 64), ds.meta.labels)
+            for split in ("valid", "test")}
+    return Stage1(adapted, pred["test"], pred["valid"])
 
 
 # ---------------------------------------------------------------------------------------------- references
@@ -404,3 +407,26 @@ def adjacent_polarity_agreement(ds: MultimodalDataset) -> pd.DataFrame:
             pairs += len(members) - 1
         rows.append({"order": name, "adjacent_pairs": pairs, "same_polarity": same / max(pairs, 1)})
     return pd.DataFrame(rows)
+
+
+BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def blend_on_dev(first: dict[str, pd.DataFrame], second: dict[str, pd.DataFrame],
+                 weights: Sequence[float] = BLEND_WEIGHTS) -> tuple[float, pd.DataFrame]:
+    """Score-level blend ``w * first + (1 - w) * second`` of two models' predictions (frames with ``id``,
+    ``score``, ``score_pred`` per split ``"valid"`` / ``"test"``), ``w`` chosen by the dev MAE (the first
+    of ``weights`` on ties); returns ``w`` and the blended test frame. Test scores are never read."""
+    def joined(split):
+        a, b = first[split], second[split]
+        merged = a[["id", "score", "score_pred"]].merge(b[["id", "score_pred"]], on="id", suffixes=("", "_b"),
+                                                           validate="one_to_one")
+        if len(merged) != len(a) or len(merged) != len(b):
+            raise ValueError(f"{split}: the two prediction frames hold different utterances")
+        return merged
+
+    valid = joined("valid")
+    mae = [np.mean(np.abs(w * valid["score_pred"] + (1 - w) * valid["score_pred_b"] - valid["score"])) for w in weights]
+    w = float(weights[int(np.argmin(mae))])
+    test = joined("test")
+    return w, test.assign(score_pred=w * test["score_pred"] + (1 - w) * test["score_pred_b"]).drop(columns="score_pred_b")

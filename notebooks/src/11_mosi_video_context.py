@@ -24,6 +24,8 @@ smoke = False
 reports_dir = "reports"
 mosi_videos = None  # all videos; a number keeps that many per split (smoke runs)
 grid = None  # None: fine_grained.KERNEL_CONTEXT_GRID; a dict of lists narrows the search (smoke runs)
+stage1_seeds = [0, 1, 2, 3, 4]  # seeds of the fine-tuned e5 text model blended with the SVR; [] skips the blend
+finetune_epochs = 8  # its top-4 e5 layers, L1 on the scores: notebook 09's stage 1 (cached, so shared with it)
 
 # %%
 import pandas as pd
@@ -33,7 +35,7 @@ from msa_lib.core.plots import plot_confusions, results_dir, save_figure
 from msa_lib.data.labels import CLASS_NAMES
 from msa_lib.studies import fine_grained as fg
 
-mosi = fg.prepare_mosi_standard(text=None, shipped=[], max_videos=mosi_videos)
+mosi = fg.prepare_mosi_standard(shipped=[], max_videos=mosi_videos)  # e5 text features for the fine-tuned model
 features = fg.KernelContextFeatures(mosi)
 mosi.summary()
 
@@ -80,23 +82,60 @@ kernel.to_csv(results_dir(reports_dir) / "mosi_standard_kernel.csv", index=False
 kernel.drop(columns=["setting", "protocol", "label_trained_features"]).round(4)
 
 # %% [markdown]
+# ## Blended with the fine-tuned e5 text model, 5 seeds
+#
+# The SVR sees the video; notebook 09's stage-1 model (e5's top 4 layers fine-tuned with L1 on the
+# scores, early stopping on dev) sees only the utterance, with a representation trained for the task.
+# Their score-level blend `w * SVR + (1 - w) * stage 1` takes `w` from {0, 0.25, 0.5, 0.75, 1} by the dev
+# MAE, per seed (`fine_grained.blend_on_dev`); the seeds vary the fine-tuned model.
+
+# %%
+from dataclasses import replace as with_fields
+
+from msa_lib.evaluate.results import ResultsTable
+
+STAGE1_NAME = "e5 top-4 fine-tuned, L1 (stage 1)"
+BLEND_NAME = "blend: SVR video context + stage 1, weight on dev"
+kernel_pred = {split: fg.kernel_context_predictions(features, chosen, split) for split in ("valid", "test")}
+blend_table = ResultsTable("mosi_standard_blend", key=("experiment", "model", "seed"), folder=results_dir(reports_dir))
+for seed in stage1_seeds:
+    stage1 = fg.adapt_text_regression(mosi, seed, with_fields(fg.STAGE1_TRAIN, max_epochs=finetune_epochs))
+    weight, blended = fg.blend_on_dev(kernel_pred, {"valid": stage1.valid_predictions, "test": stage1.predictions})
+    blend_table.add(experiment=STAGE1_NAME, model="text_only", seed=seed, **fg.fine_grained_row(stage1.predictions))
+    blend_table.add(experiment=BLEND_NAME, model="svr_video_context + text_only", seed=seed, svr_weight=weight,
+                    **fg.fine_grained_row(blended))
+if stage1_seeds:
+    blend_table.save()
+    blend = pd.read_csv(blend_table.path.with_name("mosi_standard_blend_summary.csv"))
+    display(blend[["experiment", "n_seeds", "acc2_has0", "acc2_non0", "acc5", "acc7", "mae", "corr", "svr_weight"]])
+
+# %% [markdown]
 # ## Against the quality bar and beside notebook 09 and the published MMSA rows
 
 # %%
 BAR = {"acc2_non0": (">=", 0.855), "corr": (">=", 0.80), "mae": ("<=", 0.75), "acc7": (">=", 0.42)}
-best = kernel.iloc[0]
-for metric, (op, bound) in BAR.items():
-    ok = best[metric] >= bound if op == ">=" else best[metric] <= bound
-    print(f"{metric}: {best[metric]:.4f} ({op} {bound}) -> {'met' if ok else 'NOT met'}")
+candidates = {"SVR, video context (one fit)": kernel.iloc[0]}
+if stage1_seeds:
+    mean_row = blend.set_index("experiment").loc[BLEND_NAME]
+    candidates[f"{BLEND_NAME} (mean of {len(stage1_seeds)} seeds)"] = {m: mean_row[f"{m}_mean"] for m in BAR}
+for name, values in candidates.items():
+    verdicts = []
+    for metric, (op, bound) in BAR.items():
+        ok = values[metric] >= bound if op == ">=" else values[metric] <= bound
+        verdicts.append(f"{metric} {values[metric]:.4f} ({op} {bound}: {'met' if ok else 'NOT met'})")
+    print(f"{name}:\n  " + "\n  ".join(verdicts))
 
 ours = kernel.iloc[[0]].assign(experiment="notebook 11, chosen on dev")
 ours = ours.rename(columns={c: f"{c}_mean" for c in fg.FINE_GRAINED_METRICS})
+if stage1_seeds:
+    ours = pd.concat([ours, blend.assign(model="svr_video_context + text_only")[blend.experiment == BLEND_NAME]
+                      .assign(experiment=f"notebook 11, {len(stage1_seeds)} seeds")], ignore_index=True)
 zoo_path = RESULTS_DIR / "mosi_standard_summary.csv"
 zoo = pd.read_csv(zoo_path) if zoo_path.exists() else pd.DataFrame()
 if len(zoo):  # notebook 09's clean rows (means over its seeds)
     zoo = zoo[zoo["label_trained_features"].isna()]
 side = fg.side_by_side(pd.concat([ours, zoo], ignore_index=True))
-side.loc[0, "source"] = "this suite, one deterministic fit"  # the other rows of ours: means over notebook 09's seeds
+side.loc[0, "source"] = "this suite, one deterministic fit"  # the other rows of ours: means over seeds
 side.to_csv(results_dir(reports_dir) / "mosi_standard_kernel_vs_mmsa.csv", index=False)
 side
 
