@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerate every report on the default data: set up the environment, run notebooks 00-07 with
+# Regenerate every report on the default data: set up the environment, run the numbered notebooks (00-11) with
 # papermill (executed copies in reports/notebooks/), train the default prediction model, run the
 # benchmarks and refresh reports/SUMMARY.md. Stops at the first failing step and names it.
 #
