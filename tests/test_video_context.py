@@ -101,7 +101,9 @@ def test_settings_are_chosen_without_test_labels(small_mosi_standard):
 def test_kernel_regression_fits_and_predicts_real_utterances(small_mosi_standard):
     ds, text = small_mosi_standard
     features = fg.KernelContextFeatures(ds, text)
-    pred = fg.kernel_context_predictions(features, fg.KernelContextConfig(layers=(12,)))
+    both = fg.kernel_context_predictions(features, fg.KernelContextConfig(layers=(12,)))
+    assert set(both) == {"valid", "test"} and list(both["valid"]["id"]) == list(ds.get_split("valid").ids)
+    pred = both["test"]
     test = ds.get_split("test")
     assert list(pred["id"]) == list(test.ids) and np.allclose(pred["score"], test.scores)
     assert np.isfinite(pred["score_pred"]).all() and pred["score_pred"].std() > 0
@@ -142,3 +144,8 @@ def test_blend_refuses_frames_of_different_utterances():
     second["test"] = second["test"].assign(id=["d", "x"])
     with pytest.raises(ValueError, match="different utterances"):
         fg.blend_on_dev(first, second)
+
+
+def test_bar_verdicts_by_hand():
+    table = fg.bar_verdicts({"acc2_non0": 0.855, "corr": 0.79, "mae": 0.75, "acc7": 0.5}).set_index("metric")
+    assert table["met"].to_dict() == {"acc2_non0": True, "corr": False, "mae": True, "acc7": True}

@@ -149,6 +149,16 @@ def utterance_order(ids) -> list[tuple[int, int]]:
     return keys
 
 
+def videos_in_spoken_order(groups: Sequence[str], ids: Sequence[str]) -> list[list[int]]:
+    """Row indices per video (``groups``, in order of first appearance), each video's rows sorted by
+    :func:`utterance_order` -- never by row order, which in the shipped MOSI files follows the labels."""
+    order = utterance_order(ids)
+    members: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(str(g), []).append(i)
+    return [sorted(idx, key=lambda i: order[i]) for idx in members.values()]
+
+
 def check_videos_within_one_split(ds: MultimodalDataset) -> None:
     """Raise if a video (group) has utterances in more than one split: its context would carry one
     split's utterances into another's."""
@@ -167,11 +177,7 @@ class VideoBatchSampler(Sampler[list[int]]):
                  generator: torch.Generator | None = None):
         if videos_per_batch < 1:
             raise ValueError(f"videos_per_batch must be >= 1, got {videos_per_batch}")
-        order = utterance_order(ids)
-        members: dict[str, list[int]] = {}
-        for i, g in enumerate(groups):
-            members.setdefault(str(g), []).append(i)
-        self.videos = [sorted(idx, key=lambda i: order[i]) for idx in members.values()]
+        self.videos = videos_in_spoken_order(groups, ids)
         self.videos_per_batch, self.shuffle, self.generator = int(videos_per_batch), shuffle, generator
 
     def __len__(self) -> int:

@@ -139,15 +139,31 @@ class TextEncoder:
         seqs, toks = self.token_tensors(texts, grad=False)
         return TokenSequences([s.detach().float().cpu().numpy() for s in seqs], toks)
 
-    def _pool(self, hidden: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
+    def _pool(self, hidden: torch.Tensor, attention: torch.Tensor, normalize: bool | None = None) -> torch.Tensor:
         """B x D sentence vectors from B x T states: the [CLS] state or the attention-masked mean
-        (per ``config.pooling``), L2-normalised when ``config.normalize``."""
+        (per ``config.pooling``), L2-normalised when ``normalize`` (None: ``config.normalize``)."""
         if self.config.pooling == "cls":
             pooled = hidden[:, 0]
         else:
             w = attention.to(hidden.device).unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * w).sum(1) / w.sum(1).clamp_min(1.0)
-        return torch.nn.functional.normalize(pooled, dim=-1) if self.config.normalize else pooled
+        normalize = self.config.normalize if normalize is None else normalize
+        return torch.nn.functional.normalize(pooled, dim=-1) if normalize else pooled
+
+    def pooled_layers(self, texts: Sequence[str]) -> np.ndarray:
+        """(N x L+1 x D) float32: every hidden state (the embedding output first, then each layer)
+        pooled per ``config.pooling``, not normalised -- for choosing or averaging layers afterwards."""
+        texts = as_text_list(texts, TextInputError)
+        out: np.ndarray | None = None
+        with torch.no_grad():
+            for idx in self._batches(len(texts), texts, "text layers"):
+                batch, attention, _ = self._tokenize([texts[i] for i in idx])
+                hidden = self.model(**{k: v.to(self.device) for k, v in batch.items()}, output_hidden_states=True).hidden_states
+                pooled = torch.stack([self._pool(h, attention, normalize=False) for h in hidden], 1).float().cpu().numpy()
+                if out is None:
+                    out = np.zeros((len(texts), *pooled.shape[1:]), np.float32)
+                out[idx] = pooled
+        return out if out is not None else np.zeros((0, 0, self.dim), np.float32)
 
     def pooled_tensor(self, texts: Sequence[str], grad: bool = False) -> torch.Tensor:
         """(N x D) pooled (and, per config, L2-normalised) sentence vectors as a tensor."""

@@ -26,7 +26,7 @@ from msa_lib.core.paths import cache_dir
 from msa_lib.core.utils import get_logger
 from msa_lib.data.io import atomic_pickle
 from msa_lib.data.schema import ModalitySpec, MultimodalDataset
-from msa_lib.data.torch_data import utterance_order
+from msa_lib.data.torch_data import videos_in_spoken_order
 
 log = get_logger("features")
 CACHE_VERSION = 1
@@ -86,9 +86,7 @@ def context_sequences(ds: MultimodalDataset, pooled: np.ndarray) -> list[np.ndar
     """Per sample a 2 x D array: previous and next utterance of its group (NaN row = none)."""
     dim = pooled.shape[1]
     out = [np.full((2, dim), np.nan, np.float32) for _ in range(len(ds))]
-    order = utterance_order(ds.ids)
-    for members in _members_by_group(ds.group).values():
-        members.sort(key=lambda i: order[i])
+    for members in videos_in_spoken_order(ds.group, ds.ids):
         for k, i in enumerate(members):
             if k > 0:
                 out[i][0] = pooled[members[k - 1]]
@@ -128,22 +126,13 @@ def layer_pooled_vectors(ds: MultimodalDataset, layers: Sequence[int] = (10, 11,
     path = cache_dir() / "features" / f"{ds.meta.name}-layer-pooled-{_cache_key(ds, texts, settings)}.pkl"
     all_layers = _load(path)
     if all_layers is None:
-        import torch
-
         from msa_lib.extract.text import TextEncoder, TextEncoderConfig
 
         encoder = TextEncoder(TextEncoderConfig(model_id=cfg.model_id, max_length=cfg.max_length, hidden_layer=None,
                                                 batch_size=cfg.batch_size, device=cfg.device, show_progress=False))
         log.info("pooling every layer of %s over %d texts of %s (cached afterwards)", cfg.model_id, len(texts),
                  ds.meta.name)
-        parts = []
-        with torch.no_grad():
-            for start in range(0, len(texts), cfg.batch_size):
-                batch, attention, _ = encoder._tokenize(texts[start:start + cfg.batch_size])
-                out = encoder.model(**{k: v.to(encoder.device) for k, v in batch.items()}, output_hidden_states=True)
-                w = attention.to(encoder.device).unsqueeze(-1).float()
-                parts.append(torch.stack([(h.float() * w).sum(1) / w.sum(1) for h in out.hidden_states], 1).cpu().numpy())
-        all_layers = np.concatenate(parts) if parts else np.zeros((0, 1, 1), np.float32)
+        all_layers = encoder.pooled_layers(texts)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_pickle(all_layers.astype(np.float32), path)
     n_layers = all_layers.shape[1]
@@ -157,7 +146,7 @@ def video_context_vectors(ds: MultimodalDataset, vectors: np.ndarray) -> tuple[n
     labels, both L2-normalised (N x D each):
 
     - ``video``: the mean of the *other* utterances of the video (zeros for a video of one utterance);
-    - ``neighbours``: the previous plus the next utterance in :func:`utterance_order` (the id's trailing
+    - ``neighbours``: the previous plus the next utterance in spoken order (:func:`~msa_lib.data.torch_data.utterance_order`: the id's trailing
       number), the utterance itself standing in for a missing neighbour at either end.
 
     Order comes from the ids, not from the rows: the shipped bc-LSTM files list each video's utterances
@@ -166,9 +155,8 @@ def video_context_vectors(ds: MultimodalDataset, vectors: np.ndarray) -> tuple[n
         raise ValueError(f"{len(vectors)} vectors for {len(ds)} utterances of {ds.meta.name}")
     vectors = np.asarray(vectors, np.float32)
     video, neighbours = np.zeros_like(vectors), np.zeros_like(vectors)
-    order = utterance_order(ds.ids)
-    for members in _members_by_group(ds.group).values():
-        members = np.array(sorted(members, key=lambda i: order[i]))
+    for members in videos_in_spoken_order(ds.group, ds.ids):
+        members = np.array(members)
         total = vectors[members].sum(0)
         video[members] = (total - vectors[members]) / max(len(members) - 1, 1)
         previous = np.concatenate([members[:1], members[:-1]])
@@ -181,11 +169,4 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (zero rows stay zero)."""
     norm = np.linalg.norm(x, axis=-1, keepdims=True)
     return (x / np.where(norm > 0, norm, 1.0)).astype(np.float32)
-
-
-def _members_by_group(groups) -> dict[str, list[int]]:
-    by_group: dict[str, list[int]] = {}
-    for i, g in enumerate(groups):
-        by_group.setdefault(g, []).append(i)
-    return by_group
 

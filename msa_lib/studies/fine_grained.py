@@ -381,13 +381,34 @@ def select_kernel_context(features: KernelContextFeatures, grid: dict[str, list]
 
 
 def kernel_context_predictions(features: KernelContextFeatures, config: KernelContextConfig,
-                               split: str = "test") -> pd.DataFrame:
-    """Fit ``config`` on train, predict ``split``: a frame like :func:`~msa_lib.train.trainer.predict`'s
-    (``id``, ``score``, ``score_pred``) for :func:`fine_grained_row`."""
+                               splits: Sequence[str] = ("valid", "test")) -> dict[str, pd.DataFrame]:
+    """Fit ``config`` on train once and predict each of ``splits``: per split a frame like
+    :func:`~msa_lib.train.trainer.predict`'s (``id``, ``score``, ``score_pred``) for :func:`fine_grained_row`."""
     model, x = fit_kernel_context(features, config)
     ds = features.ds
-    rows = ds.split == split
-    return pd.DataFrame({"id": np.asarray(ds.ids)[rows], "score": ds.scores[rows], "score_pred": model.predict(x[rows])})
+    out = {}
+    for split in splits:
+        rows = ds.split == split
+        out[split] = pd.DataFrame({"id": np.asarray(ds.ids)[rows], "score": ds.scores[rows],
+                                   "score_pred": model.predict(x[rows])})
+    return out
+
+
+# The issue-16 quality bar on the mosi_standard test videos: metric -> (comparison, bound)
+MOSI_STANDARD_BAR: dict[str, tuple[str, float]] = {"acc2_non0": (">=", 0.855), "corr": (">=", 0.80),
+                                                   "mae": ("<=", 0.75), "acc7": (">=", 0.42)}
+
+
+def bar_verdicts(values: dict[str, float], bar: dict[str, tuple[str, float]] | None = None) -> pd.DataFrame:
+    """One row per metric of ``bar`` (default :data:`MOSI_STANDARD_BAR`): the value, the bound and
+    whether it is met."""
+    bar = bar or MOSI_STANDARD_BAR
+    rows = []
+    for metric, (op, bound) in bar.items():
+        value = float(values[metric])
+        rows.append({"metric": metric, "value": value, "bar": f"{op} {bound:g}",
+                     "met": value >= bound if op == ">=" else value <= bound})
+    return pd.DataFrame(rows)
 
 
 def adjacent_polarity_agreement(ds: MultimodalDataset) -> pd.DataFrame:
