@@ -278,3 +278,28 @@ def test_mctn_padding_does_not_change_outputs(videos):
         a, b = model(batch), model(padded(batch))
     torch.testing.assert_close(a.score, b.score, atol=1e-5, rtol=0)
     torch.testing.assert_close(a.aux_loss, b.aux_loss, atol=1e-5, rtol=1e-5)  # masked steps never enter the losses
+
+
+# ---------------------------------------------------------------------------------------------- release protocol
+def test_epoch_chosen_on_test_trains_on_train_and_valid_and_scores_test_each_epoch(videos, monkeypatch):
+    """The bc-LSTM release's selection rule, as a diagnostic: every non-test utterance trains, the test
+    utterances are the ones scored after every epoch, and the best of those scores is returned."""
+    from msa_lib.studies import context_models
+
+    ds = Standardizer().fit_transform(group_validation_split(videos, 0.25, seed=0))
+    seen = {}
+    real = context_models.train_model
+
+    def recording(name, data, *args, **kwargs):
+        seen["train"], seen["valid"] = set(data.ids[data.split == "train"]), set(data.ids[data.split == "valid"])
+        model, result = real(name, data, *args, **kwargs)
+        seen["history"] = result.history
+        return model, result
+
+    monkeypatch.setattr(context_models, "train_model", recording)
+    row = context_models.epoch_chosen_on_test(ds, "contextual_lstm", ("text", "audio"), 0, copy.deepcopy(TINY), epochs=3)
+    assert seen["train"] == set(ds.ids[ds.split != "test"]) and seen["valid"] == set(ds.ids[ds.split == "test"])
+    per_epoch = seen["history"]["valid_acc2"].to_numpy()
+    assert len(per_epoch) == 3  # no early stop: every epoch is scored
+    assert row["acc2_best_test_epoch"] == per_epoch.max() and row["acc2_last_epoch"] == per_epoch[-1]
+    assert row["best_test_epoch"] == int(per_epoch.argmax()) and "invalid" in row["selection"]

@@ -64,7 +64,9 @@ SMOKE_PARAMETERS: dict[str, dict] = {
                  "classifiers": ["logreg"], "ckplus_folds": 3},
     "11_mosi_video_context": {"mosi_videos": 4, "grid": {"layers": [[12]], "video_weight": [0.0, 0.5], "neighbour_weight": [0.5],
                                                          "C": [1.0], "epsilon": [0.1], "gamma": [1.0]},
-                              "stage1_seeds": [0], "finetune_epochs": 1},
+                              "stage1_seeds": [0], "finetune_epochs": 1, "bclstm_seeds": [0], "bclstm_folds": 2,
+                              "bclstm_finetune_epochs": 1, "bclstm_max_epochs": 1, "release_protocol_seeds": [0],
+                              "release_protocol_epochs": 2},
 }
 SMOKE_REPORTS_DIR = ".cache/smoke_reports"
 

@@ -142,6 +142,50 @@ def adapt_text_encoder(ds: MultimodalDataset, seed: int, train: TrainConfig | No
     return AdaptedText(ds.with_features(modality, adapted, new_spec), result.history, result.best_epoch, metrics, state)
 
 
+@dataclass
+class CrossFittedText:
+    dataset: MultimodalDataset  # train: out-of-fold adapted states; valid and test: the full stage-1 model's
+    folds: pd.DataFrame  # per fold: its videos, utterances, and the fold model's metrics on them (a diagnostic)
+    full: AdaptedText  # the stage-1 model on every train video (as adapt_text_encoder gives it)
+
+
+def cross_fitted_adaptation(ds: MultimodalDataset, seed: int, train: TrainConfig | None = None, folds: int = 5,
+                            modality: str = "text", layers: int = 4) -> CrossFittedText:
+    """Stage 1 with out-of-fold states for the train split (stacking's cross-fitting). A model trained on
+    top of :func:`adapt_text_encoder`'s states sees train utterances the encoder was fine-tuned on with
+    their labels: they separate far better than valid or test ones, so the second stage learns to trust
+    text too much and its validation (carved from other videos, which the encoder did not see) cannot
+    warn in time. Here the train videos are cut into ``folds`` groups; each group's states come from a
+    stage-1 model fine-tuned on the other groups (early stopping on valid), so no train utterance carries
+    states from a model that saw its label. Valid and test keep the states of the stage-1 model fine-tuned
+    on every train video, which never saw them. Every fit is cached like :func:`adapt_text_encoder`."""
+    from sklearn.model_selection import GroupKFold
+
+    train_rows = np.flatnonzero(ds.split == "train")
+    n_videos = len(np.unique(ds.group[train_rows]))
+    if not 2 <= folds <= n_videos:
+        raise ValueError(f"{ds.meta.name}: {folds} folds for {n_videos} train videos (need 2 <= folds <= videos)")
+    full = adapt_text_encoder(ds, seed, train, modality, layers)
+    states = list(full.dataset.features[modality])
+    rows = []
+    for k, (_, held) in enumerate(GroupKFold(folds).split(train_rows, groups=ds.group[train_rows])):
+        held = train_rows[held]
+        # the held-out videos play "test" for this fit (scored, never trained on); the real test is left out
+        split = ds.split.copy()
+        split[held] = "test"
+        keep = ds.split != "test"
+        fold = adapt_text_encoder(replace(ds, split=split).subset(keep), seed, train, modality, layers)
+        position = {sid: i for i, sid in enumerate(fold.dataset.ids)}
+        for i in held:
+            states[i] = fold.dataset.features[modality][position[ds.ids[i]]]
+        rows.append({"fold": k, "videos": len(np.unique(ds.group[held])), "utterances": len(held),
+                     "best_epoch": fold.best_epoch, **{f"held_out_{m}": v for m, v in fold.metrics.items() if m != "n"}})
+    spec = full.dataset.meta.modalities[modality]
+    spec = replace(spec, extractor={**spec.extractor, "cross_fitted": f"train states out of fold ({folds} folds of "
+                                                                       f"train videos), seed {seed}"})
+    return CrossFittedText(full.dataset.with_features(modality, states, spec), pd.DataFrame(rows), full)
+
+
 def _adapt_key(ds: MultimodalDataset, modality: str, train: TrainConfig) -> str:
     h = hashlib.sha256()
     h.update(json.dumps({k: str(v) for k, v in asdict(train).items() if k not in ("progress", "device", "num_workers")},
