@@ -20,6 +20,7 @@ from msa_lib.models.multimodal import ModelConfig
 from msa_lib.train.trainer import TrainConfig, evaluate, make_loader, train_model
 
 CONTEXT_MODEL_NAMES = ("mctn", "mctn_shared", "mctn_hierarchical", "contextual_lstm", "adamml_context")
+VIDEO_CONTEXT_MODELS = ("contextual_lstm", "adamml_context")  # the ones that read the other utterances of the video
 # the features of the bc-LSTM paper (as shipped with its release): text-CNN, openSMILE, 3D-CNN
 BCLSTM_SHIPPED_INPUTS = ("text_cnn", "audio", "vision")
 # Inputs on mosi_bclstm with the project's own text (the adapted e5 tokens). The contextual models read

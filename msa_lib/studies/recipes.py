@@ -153,9 +153,8 @@ def cross_fitted_adaptation(ds: MultimodalDataset, seed: int, train: TrainConfig
                             modality: str = "text", layers: int = 4) -> CrossFittedText:
     """Stage 1 with out-of-fold states for the train split (stacking's cross-fitting). A model trained on
     top of :func:`adapt_text_encoder`'s states sees train utterances the encoder was fine-tuned on with
-    their labels: they separate far better than valid or test ones, so the second stage learns to trust
-    text too much and its validation (carved from other videos, which the encoder did not see) cannot
-    warn in time. Here the train videos are cut into ``folds`` groups; each group's states come from a
+    their labels: they separate far better than valid or test ones, so the second stage can learn to
+    trust text too much while its validation (other videos, which the encoder did not see) warns late. Here the train videos are cut into ``folds`` groups; each group's states come from a
     stage-1 model fine-tuned on the other groups (early stopping on valid), so no train utterance carries
     states from a model that saw its label. Valid and test keep the states of the stage-1 model fine-tuned
     on every train video, which never saw them. Every fit is cached like :func:`adapt_text_encoder`."""

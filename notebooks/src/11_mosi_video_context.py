@@ -164,7 +164,7 @@ save_figure(plot_confusions(fg.confusion_5class_by_model(chosen_pred.assign(mode
 # best non-contextual model of notebook 03's zoo.
 
 # %%
-from msa_lib.studies.context_models import CROSS_FITTED_CONTEXT_INPUTS, epoch_chosen_on_test
+from msa_lib.studies.context_models import CROSS_FITTED_CONTEXT_INPUTS, VIDEO_CONTEXT_MODELS, epoch_chosen_on_test
 from msa_lib.studies.recipes import (ADAPTED_TEXT_ENCODER, RunOutput, cross_fitted_adaptation, model_config,
                                      prepare_mosi, run_models)
 from msa_lib.train.trainer import TrainConfig
@@ -179,7 +179,7 @@ if bclstm_seeds:
     context_runs = RunOutput()
     for seed in bclstm_seeds:
         for experiment, data in states.items():
-            run_models(data, {m: CROSS_FITTED_CONTEXT_INPUTS for m in ("contextual_lstm", "adamml_context")}, seed,
+            run_models(data, {m: CROSS_FITTED_CONTEXT_INPUTS for m in VIDEO_CONTEXT_MODELS}, seed,
                        TrainConfig(max_epochs=bclstm_max_epochs, patience=2, progress=False), bclstm_config,
                        experiment=experiment, out=context_runs)
     crossfit_table = ResultsTable("mosi_bclstm_cross_fitted", folder=results_dir(reports_dir))
@@ -193,10 +193,10 @@ if bclstm_seeds:
 zoo_path = results_dir(reports_dir) / "mosi_fusion_summary.csv"  # notebook 03's zoo on the same split
 if bclstm_seeds and zoo_path.exists():
     zoo = pd.read_csv(zoo_path)
-    plain = zoo[~zoo.model.isin(["contextual_lstm", "adamml_context"])]  # every model without video context
+    plain = zoo[~zoo.model.isin(VIDEO_CONTEXT_MODELS)]  # every model without video context
     best_plain = plain.loc[plain.acc2_mean.idxmax()]
     print(f"best non-contextual model of notebook 03: {best_plain.model} {best_plain.acc2}")
-    for _, row in zoo[zoo.model.isin(["contextual_lstm", "adamml_context"])].iterrows():
+    for _, row in zoo[zoo.model.isin(VIDEO_CONTEXT_MODELS)].iterrows():
         print(f"notebook 03, {row.model} on text + audio + 3D-CNN video (shared states): {row.acc2}")
     for _, row in crossfit_summary.iterrows():
         verdict = "beats it" if row.acc2_mean > best_plain.acc2_mean else "does not beat it"
@@ -222,4 +222,4 @@ if release_protocol_seeds:
     release.to_csv(results_dir(reports_dir) / "mosi_bclstm_release_protocol.csv", index=False)
     display(release.round(4))
     print(f"mean over {len(release)} seeds, epoch chosen on test: {100 * release.acc2_best_test_epoch.mean():.1f} % "
-          f"(last epoch: {100 * release.acc2_last_epoch.mean():.1f} %); published: 80.3 %")
+          f"(last epoch: {100 * release.acc2_last_epoch.mean():.1f} %); published: {fg.BCLSTM_PUBLISHED.acc2.iloc[0]:.1f} %")
