@@ -23,7 +23,7 @@ import pandas as pd
 from msa_lib.data.protocols import (SHIPPED_FEATURES, check_features_allowed, label_trained_marker, load_mosi_bclstm,
                                     load_mosi_standard)
 from msa_lib.data.schema import MultimodalDataset
-from msa_lib.data.torch_data import Standardizer, check_videos_within_one_split
+from msa_lib.data.torch_data import Standardizer, check_videos_within_one_split, videos_in_spoken_order
 from msa_lib.evaluate.metrics import FINE_GRAINED_METRICS, confusion_5class, f1_macro, fine_grained_metrics
 from msa_lib.extract.text_features import (MOSI_TEXT, TextFeatureConfig, add_text_features, layer_pooled_vectors,
                                           video_context_vectors)
@@ -415,14 +415,11 @@ def adjacent_polarity_agreement(ds: MultimodalDataset) -> pd.DataFrame:
     """How often two adjacent utterances of a video share their polarity (score >= 0), with the
     utterances in file order and in spoken order (the id's number). A diagnostic of the shipped files:
     their row order groups each video by label, which is why context follows the ids."""
-    from msa_lib.data.torch_data import utterance_order
-
-    spoken = utterance_order(ds.ids)
+    spoken = videos_in_spoken_order(ds.group, ds.ids)
     rows = []
-    for name, key in (("file order", lambda i: i), ("spoken order (id number)", lambda i: spoken[i])):
+    for name, videos in (("file order", [sorted(members) for members in spoken]), ("spoken order (id number)", spoken)):
         same = pairs = 0
-        for video in dict.fromkeys(ds.group):
-            members = sorted(np.flatnonzero(ds.group == video), key=key)
+        for members in videos:
             polarity = ds.scores[members] >= 0
             same += int((polarity[1:] == polarity[:-1]).sum())
             pairs += len(members) - 1

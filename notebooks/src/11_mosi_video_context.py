@@ -97,8 +97,6 @@ kernel.drop(columns=["setting", "protocol", "label_trained_features"]).round(4)
 # MAE, per seed (`fine_grained.blend_on_dev`); the seeds vary the fine-tuned model.
 
 # %%
-from dataclasses import replace as with_fields
-
 from msa_lib.evaluate.results import ResultsTable
 
 STAGE1_NAME = "e5 top-4 fine-tuned, L1 (stage 1)"
@@ -106,7 +104,7 @@ BLEND_NAME = "blend: SVR video context + stage 1, weight on dev"
 kernel_pred = predictions["chosen setting"]
 blend_table = ResultsTable("mosi_standard_blend", key=("experiment", "model", "seed"), folder=results_dir(reports_dir))
 for seed in stage1_seeds:
-    stage1 = fg.adapt_text_regression(mosi, seed, with_fields(fg.STAGE1_TRAIN, max_epochs=finetune_epochs))
+    stage1 = fg.adapt_text_regression(mosi, seed, replace(fg.STAGE1_TRAIN, max_epochs=finetune_epochs))
     weight, blended = fg.blend_on_dev(kernel_pred, {"valid": stage1.valid_predictions, "test": stage1.predictions})
     blend_table.add(experiment=STAGE1_NAME, model="text_only", seed=seed, **fg.fine_grained_row(stage1.predictions))
     blend_table.add(experiment=BLEND_NAME, model="svr_video_context + text_only", seed=seed, svr_weight=weight,
