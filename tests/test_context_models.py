@@ -303,3 +303,46 @@ def test_epoch_chosen_on_test_trains_on_train_and_valid_and_scores_test_each_epo
     assert len(per_epoch) == 3  # no early stop: every epoch is scored
     assert row["acc2_best_test_epoch"] == per_epoch.max() and row["acc2_last_epoch"] == per_epoch[-1]
     assert row["best_test_epoch"] == int(per_epoch.argmax()) and "invalid" in row["selection"]
+
+
+# ---------------------------------------------------------------------------------------------- two-level training
+def test_contextual_states_stay_within_the_video(videos):
+    """Level-1 states: one 1 x H row per utterance in dataset order, and changing one video's features
+    changes the states of that video's utterances only."""
+    from msa_lib.studies.context_models import contextual_states
+
+    ds = Standardizer().fit_transform(group_validation_split(videos, 0.25, seed=0))
+    model = net("contextual_lstm", dims_of(ds))
+    states = contextual_states(model, ds, ["text", "audio"])
+    assert len(states) == len(ds) and all(s.shape == (1, model.fusion.out_dim) for s in states)
+    video = ds.group[ds.split == "test"][0]
+    changed = copy.deepcopy(ds)
+    for i in np.flatnonzero(ds.group == video):
+        changed.features["audio"][i] = changed.features["audio"][i] + 5.0
+    after = contextual_states(model, changed, ["text", "audio"])
+    moved = np.array([not np.allclose(a, b, atol=1e-6) for a, b in zip(states, after)])
+    assert moved.any() and set(ds.group[moved]) == {video}
+
+
+def test_two_level_training_feeds_level_one_states_to_level_two(videos, monkeypatch):
+    """Level 1: one contextual LSTM per modality; level 2 reads their states as utterance-level inputs;
+    every fit trains on train and chooses on valid, the test utterances are only scored."""
+    from msa_lib.studies import context_models
+
+    ds = Standardizer().fit_transform(group_validation_split(videos, 0.25, seed=0))
+    fits = []
+    real = context_models.train_model
+
+    def recording(name, data, config, train, modalities):
+        fits.append((list(modalities), train.monitor))
+        return real(name, data, config, train, modalities=modalities)
+
+    monkeypatch.setattr(context_models, "train_model", recording)
+    run = context_models.two_level_contextual(ds, ("text", "audio"), 0, TrainConfig(max_epochs=2, patience=2),
+                                              copy.deepcopy(TINY))
+    assert fits == [(["text"], "valid_loss"), (["audio"], "valid_loss"),
+                    (["level1_text", "level1_audio"], "valid_loss")]
+    assert [(r["level"], r["inputs"]) for r in run.rows] == [(1, "text"), (1, "audio"), (2, "level1_text+level1_audio")]
+    for m in ("level1_text", "level1_audio"):
+        assert run.dataset.meta.modalities[m].level == "utterance" and run.dataset.lengths(m).max() == 1
+    assert all(0.0 <= r["acc2"] <= 1.0 for r in run.rows)

@@ -66,7 +66,7 @@ SMOKE_PARAMETERS: dict[str, dict] = {
                                                          "C": [1.0], "epsilon": [0.1], "gamma": [1.0]},
                               "stage1_seeds": [0], "finetune_epochs": 1, "bclstm_seeds": [0], "bclstm_folds": 2,
                               "bclstm_finetune_epochs": 1, "bclstm_max_epochs": 1, "release_protocol_seeds": [0],
-                              "release_protocol_epochs": 2},
+                              "release_protocol_epochs": 2, "two_level_seeds": [0], "two_level_epochs": 1},
 }
 SMOKE_REPORTS_DIR = ".cache/smoke_reports"
 

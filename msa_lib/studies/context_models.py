@@ -4,17 +4,20 @@ fusion behind AdaMML's policy (models :mod:`msa_lib.models.mctn`, :mod:`msa_lib.
 The models train through :func:`msa_lib.studies.recipes.run_models` like every other model of the zoo
 (video batches for the contextual ones are chosen by the trainer's loaders); this module only names
 their inputs and adds the evaluations they need: MCTN scored with the source modality alone in the
-test batches, and how often the AdaMML + contextual LSTM policy kept each modality per test video.
+test batches, how often the AdaMML + contextual LSTM policy kept each modality per test video, and the
+two studies of the bc-LSTM release's protocol (its test-chosen epoch, its level-by-level training).
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 
-from msa_lib.data.schema import MultimodalDataset
+from msa_lib.data.schema import ModalitySpec, MultimodalDataset
+from msa_lib.data.torch_data import batch_to
 from msa_lib.models.mctn import MCTN
 from msa_lib.models.multimodal import ModelConfig
 from msa_lib.train.trainer import TrainConfig, evaluate, make_loader, train_model
@@ -82,3 +85,62 @@ def epoch_chosen_on_test(ds: MultimodalDataset, name: str, inputs: Sequence[str]
     return {"model": name, "seed": seed, "inputs": "+".join(inputs), "epochs": epochs, "lr": lr,
             "acc2_best_test_epoch": float(acc.max()), "best_test_epoch": int(acc.argmax()),
             "acc2_last_epoch": float(acc[-1]), "selection": "epoch chosen on test accuracy (invalid; diagnostic)"}
+
+
+# ---------------------------------------------------------------------------------------------- two-level bc-LSTM
+# The release's layers: a bidirectional recurrent layer of 100 units and a 100-d tanh dense layer per
+# utterance, fed the features directly (the "mlp" encoder is the suite's nearest stand-in: every model
+# of the zoo reads its inputs through an encoder); no skip path around the LSTM.
+RELEASE_CONTEXT_CONFIG = ModelConfig(encoder="mlp", fusion={"contextual_lstm": {
+    "hierarchical": False, "skip": False, "dim": 100, "hidden": 100}})
+
+
+def contextual_states(model, ds: MultimodalDataset, modalities: Sequence[str]) -> list[np.ndarray]:
+    """Per utterance of ``ds`` (in its order), a 1 x H array: the trained contextual model's
+    representation before its head (the dense layer after the LSTM over the utterance's video). Each
+    split is read on its own, so the states of an utterance depend on its own video only."""
+    device = next(model.parameters()).device
+    states: dict[str, np.ndarray] = {}
+    model.eval()
+    with torch.no_grad():
+        for split in pd.unique(ds.split):
+            for batch in make_loader(ds.get_split(split), modalities, 64, by_video=True):
+                fused = model(batch_to(batch, device)).fused.float().cpu().numpy()
+                states.update(zip(batch["ids"], fused))
+    return [states[sid][None, :].astype(np.float32) for sid in ds.ids]
+
+
+@dataclass
+class TwoLevelRun:
+    rows: list[dict]  # level 1 (one row per modality) and level 2, each with its test metrics
+    dataset: MultimodalDataset  # ``ds`` plus the level-1 states as utterance-level modalities ``level1_<m>``
+
+
+def two_level_contextual(ds: MultimodalDataset, inputs: Sequence[str], seed: int, train: TrainConfig,
+                         config: ModelConfig = RELEASE_CONTEXT_CONFIG) -> TwoLevelRun:
+    """The bc-LSTM paper's hierarchical training, level by level as its release runs it: level 1 trains
+    one contextual LSTM per modality; each utterance's level-1 state (:func:`contextual_states`)
+    becomes a new utterance-level modality; level 2 trains a contextual LSTM on those states. Unlike the
+    release, every level chooses its epoch on the validation videos (``train.monitor``), never on test.
+    As in the release, the train utterances' level-1 states come from models fitted on them."""
+    train = replace(train, seed=seed, progress=False)
+    rows, data, level1 = [], ds, []
+    for modality in inputs:
+        model, result = train_model("contextual_lstm", ds, config, train, modalities=[modality])
+        rows.append(_level_row(model, result, ds, [modality], 1, seed))
+        states = contextual_states(model, ds, [modality])
+        name = f"level1_{modality}"
+        spec = ModalitySpec(states[0].shape[1], level="utterance", extractor={
+            "name": "contextual_lstm level 1", "input": modality, "seed": seed, "best_epoch": result.best_epoch})
+        data = data.with_features(name, states, spec)
+        level1.append(name)
+    model, result = train_model("contextual_lstm", data, config, train, modalities=level1)
+    rows.append(_level_row(model, result, data, level1, 2, seed))
+    return TwoLevelRun(rows, data)
+
+
+def _level_row(model, result, ds: MultimodalDataset, modalities: list[str], level: int, seed: int) -> dict:
+    metrics = evaluate(model, make_loader(ds.get_split("test"), modalities, 64, by_video=True), ds.meta.labels)
+    return {"level": level, "model": "contextual_lstm", "seed": seed, "inputs": "+".join(modalities),
+            **{k: v for k, v in metrics.items() if k != "n"}, "best_epoch": result.best_epoch,
+            "epochs_run": result.epochs_run}
