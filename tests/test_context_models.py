@@ -327,22 +327,23 @@ def test_contextual_states_stay_within_the_video(videos):
 def test_two_level_training_feeds_level_one_states_to_level_two(videos, monkeypatch):
     """Level 1: one contextual LSTM per modality; level 2 reads their states as utterance-level inputs;
     every fit trains on train and chooses on valid, the test utterances are only scored."""
-    from msa_lib.studies import context_models
+    from msa_lib.studies import context_models, recipes
 
     ds = Standardizer().fit_transform(group_validation_split(videos, 0.25, seed=0))
     fits = []
-    real = context_models.train_model
+    real = recipes.train_model
 
     def recording(name, data, config, train, modalities):
         fits.append((list(modalities), train.monitor))
         return real(name, data, config, train, modalities=modalities)
 
-    monkeypatch.setattr(context_models, "train_model", recording)
+    monkeypatch.setattr(recipes, "train_model", recording)
     run = context_models.two_level_contextual(ds, ("text", "audio"), 0, TrainConfig(max_epochs=2, patience=2),
-                                              copy.deepcopy(TINY))
+                                              copy.deepcopy(TINY), experiment="tiny")
     assert fits == [(["text"], "valid_loss"), (["audio"], "valid_loss"),
                     (["level1_text", "level1_audio"], "valid_loss")]
-    assert [(r["level"], r["inputs"]) for r in run.rows] == [(1, "text"), (1, "audio"), (2, "level1_text+level1_audio")]
+    assert [(r["experiment"], r["inputs"]) for r in run.rows] == [
+        ("tiny, level 1", "text"), ("tiny, level 1", "audio"), ("tiny, level 2", "level1_text+level1_audio")]
     for m in ("level1_text", "level1_audio"):
         assert run.dataset.meta.modalities[m].level == "utterance" and run.dataset.lengths(m).max() == 1
     assert all(0.0 <= r["acc2"] <= 1.0 for r in run.rows)

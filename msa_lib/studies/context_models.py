@@ -20,6 +20,7 @@ from msa_lib.data.schema import ModalitySpec, MultimodalDataset
 from msa_lib.data.torch_data import batch_to
 from msa_lib.models.mctn import MCTN
 from msa_lib.models.multimodal import ModelConfig
+from msa_lib.studies.recipes import RunOutput, run_models
 from msa_lib.train.trainer import TrainConfig, evaluate, make_loader, train_model
 
 CONTEXT_MODEL_NAMES = ("mctn", "mctn_shared", "mctn_hierarchical", "contextual_lstm", "adamml_context")
@@ -112,35 +113,29 @@ def contextual_states(model, ds: MultimodalDataset, modalities: Sequence[str]) -
 
 @dataclass
 class TwoLevelRun:
-    rows: list[dict]  # level 1 (one row per modality) and level 2, each with its test metrics
+    rows: list[dict]  # run_models rows: level 1 (one per modality), then level 2, each with its test metrics
     dataset: MultimodalDataset  # ``ds`` plus the level-1 states as utterance-level modalities ``level1_<m>``
 
 
 def two_level_contextual(ds: MultimodalDataset, inputs: Sequence[str], seed: int, train: TrainConfig,
-                         config: ModelConfig = RELEASE_CONTEXT_CONFIG) -> TwoLevelRun:
+                         config: ModelConfig = RELEASE_CONTEXT_CONFIG, experiment: str = "two-level") -> TwoLevelRun:
     """The bc-LSTM paper's hierarchical training, level by level as its release runs it: level 1 trains
     one contextual LSTM per modality; each utterance's level-1 state (:func:`contextual_states`)
     becomes a new utterance-level modality; level 2 trains a contextual LSTM on those states. Unlike the
     release, every level chooses its epoch on the validation videos (``train.monitor``), never on test.
-    As in the release, the train utterances' level-1 states come from models fitted on them."""
-    train = replace(train, seed=seed, progress=False)
-    rows, data, level1 = [], ds, []
+    As in the release, the train utterances' level-1 states come from models fitted on them. Each fit is
+    one :func:`~msa_lib.studies.recipes.run_models` row, its experiment ``"<experiment>, level <k>"``."""
+    train = replace(train, progress=False)
+    out, data, level1 = RunOutput(), ds, []
     for modality in inputs:
-        model, result = train_model("contextual_lstm", ds, config, train, modalities=[modality])
-        rows.append(_level_row(model, result, ds, [modality], 1, seed))
+        run_models(ds, {"contextual_lstm": [modality]}, seed, train, config, keep_models=True,
+                   experiment=f"{experiment}, level 1", out=out)
+        model = out.models.pop(("contextual_lstm", seed))
         states = contextual_states(model, ds, [modality])
         name = f"level1_{modality}"
         spec = ModalitySpec(states[0].shape[1], level="utterance", extractor={
-            "name": "contextual_lstm level 1", "input": modality, "seed": seed, "best_epoch": result.best_epoch})
+            "name": "contextual_lstm level 1", "input": modality, "seed": seed, "best_epoch": out.rows[-1]["best_epoch"]})
         data = data.with_features(name, states, spec)
         level1.append(name)
-    model, result = train_model("contextual_lstm", data, config, train, modalities=level1)
-    rows.append(_level_row(model, result, data, level1, 2, seed))
-    return TwoLevelRun(rows, data)
-
-
-def _level_row(model, result, ds: MultimodalDataset, modalities: list[str], level: int, seed: int) -> dict:
-    metrics = evaluate(model, make_loader(ds.get_split("test"), modalities, 64, by_video=True), ds.meta.labels)
-    return {"level": level, "model": "contextual_lstm", "seed": seed, "inputs": "+".join(modalities),
-            **{k: v for k, v in metrics.items() if k != "n"}, "best_epoch": result.best_epoch,
-            "epochs_run": result.epochs_run}
+    run_models(data, {"contextual_lstm": level1}, seed, train, config, experiment=f"{experiment}, level 2", out=out)
+    return TwoLevelRun(out.rows, data)

@@ -245,13 +245,14 @@ if two_level_seeds:
                                    folder=results_dir(reports_dir))
     own_config = replace(RELEASE_CONTEXT_CONFIG, encoders={"text": ADAPTED_TEXT_ENCODER})
     for seed in two_level_seeds:
-        runs = {"shipped features": two_level_contextual(bclstm, BCLSTM_SHIPPED_INPUTS, seed, two_level_train)}
+        runs = [two_level_contextual(bclstm, BCLSTM_SHIPPED_INPUTS, seed, two_level_train, experiment="shipped features")]
         if bclstm_seeds:
-            runs["own features"] = two_level_contextual(crossfit.full.dataset, CROSS_FITTED_CONTEXT_INPUTS, seed,
-                                                        TrainConfig(max_epochs=bclstm_max_epochs, patience=2), own_config)
-        for features, run in runs.items():
+            runs.append(two_level_contextual(crossfit.full.dataset, CROSS_FITTED_CONTEXT_INPUTS, seed,
+                                             TrainConfig(max_epochs=bclstm_max_epochs, patience=2), own_config,
+                                             experiment="own features"))
+        for run in runs:
             for row in run.rows:
-                two_level_table.add(experiment=f"{features}, level {row['level']}", **row)
+                two_level_table.add(**row)
     two_level_table.save()
     two_level_summary = pd.read_csv(two_level_table.path.with_name("mosi_bclstm_two_level_summary.csv"))
     display(two_level_summary[["experiment", "inputs", "n_seeds", "acc2", "f1_macro", "f1_weighted", "best_epoch"]])
