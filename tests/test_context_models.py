@@ -347,3 +347,31 @@ def test_two_level_training_feeds_level_one_states_to_level_two(videos, monkeypa
     for m in ("level1_text", "level1_audio"):
         assert run.dataset.meta.modalities[m].level == "utterance" and run.dataset.lengths(m).max() == 1
     assert all(0.0 <= r["acc2"] <= 1.0 for r in run.rows)
+
+
+def test_two_level_training_on_one_utterance_level_model(videos, monkeypatch):
+    """``level1_model``: one zoo model (MCTN-shared) reads every input at level 1; level 2 reads its state,
+    through an MLP although the config's default encoder is the transformer."""
+    from msa_lib.studies import context_models, recipes
+
+    ds = Standardizer().fit_transform(group_validation_split(videos, 0.25, seed=0))
+    fits = []
+    real = recipes.train_model
+
+    def recording(name, data, config, train, modalities):
+        model, result = real(name, data, config, train, modalities=modalities)
+        fits.append((name, list(modalities), type(model.encoders[modalities[0]]).__name__))
+        return model, result
+
+    monkeypatch.setattr(recipes, "train_model", recording)
+    config = copy.deepcopy(TINY)
+    assert config.encoder == "transformer"
+    run = context_models.two_level_contextual(ds, ("text", "audio"), 0, TrainConfig(max_epochs=2, patience=2),
+                                              config, experiment="tiny", level1_model="mctn_shared")
+    assert [f[:2] for f in fits] == [("mctn_shared", ["text", "audio"]), ("contextual_lstm", ["level1_mctn_shared"])]
+    assert fits[1][2] == type(net("early_concat", {"x": 4}, config=ModelConfig(encoder="mlp")).encoders["x"]).__name__
+    assert [(r["experiment"], r["inputs"]) for r in run.rows] == [
+        ("tiny, level 1", "text+audio"), ("tiny, level 2", "level1_mctn_shared")]
+    spec = run.dataset.meta.modalities["level1_mctn_shared"]
+    assert spec.level == "utterance" and run.dataset.lengths("level1_mctn_shared").max() == 1
+    assert spec.extractor["input"] == "text+audio"

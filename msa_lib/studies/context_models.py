@@ -97,9 +97,10 @@ RELEASE_CONTEXT_CONFIG = ModelConfig(encoder="mlp", fusion={"contextual_lstm": {
 
 
 def contextual_states(model, ds: MultimodalDataset, modalities: Sequence[str]) -> list[np.ndarray]:
-    """Per utterance of ``ds`` (in its order), a 1 x H array: the trained contextual model's
-    representation before its head (the dense layer after the LSTM over the utterance's video). Each
-    split is read on its own, so the states of an utterance depend on its own video only."""
+    """Per utterance of ``ds`` (in its order), a 1 x H array: the trained model's representation before
+    its head (for the contextual LSTM, the dense layer after the LSTM over the utterance's video; for a
+    model without video context, the utterance's own). Each split is read on its own, so the states of
+    an utterance depend on its own video only."""
     device = next(model.parameters()).device
     states: dict[str, np.ndarray] = {}
     model.eval()
@@ -118,24 +119,33 @@ class TwoLevelRun:
 
 
 def two_level_contextual(ds: MultimodalDataset, inputs: Sequence[str], seed: int, train: TrainConfig,
-                         config: ModelConfig = RELEASE_CONTEXT_CONFIG, experiment: str = "two-level") -> TwoLevelRun:
+                         config: ModelConfig = RELEASE_CONTEXT_CONFIG, experiment: str = "two-level",
+                         level1_model: str | None = None) -> TwoLevelRun:
     """The bc-LSTM paper's hierarchical training, level by level as its release runs it: level 1 trains
     one contextual LSTM per modality; each utterance's level-1 state (:func:`contextual_states`)
     becomes a new utterance-level modality; level 2 trains a contextual LSTM on those states. Unlike the
     release, every level chooses its epoch on the validation videos (``train.monitor``), never on test.
     As in the release, the train utterances' level-1 states come from models fitted on them. Each fit is
-    one :func:`~msa_lib.studies.recipes.run_models` row, its experiment ``"<experiment>, level <k>"``."""
+    one :func:`~msa_lib.studies.recipes.run_models` row, its experiment ``"<experiment>, level <k>"``.
+
+    ``level1_model`` names one zoo model that reads all ``inputs`` at level 1 instead (e.g.
+    ``"mctn_shared"``); its state becomes the one modality ``level1_<model>``, so level 2 puts the video
+    around that utterance-level model. Level 2 reads every state through an MLP unless ``config`` names
+    another encoder for it (a state is one vector per utterance)."""
     train = replace(train, progress=False)
     out, data, level1 = RunOutput(), ds, []
-    for modality in inputs:
-        run_models(ds, {"contextual_lstm": [modality]}, seed, train, config, keep_models=True,
+    fits = [(level1_model, list(inputs))] if level1_model else [("contextual_lstm", [m]) for m in inputs]
+    for model_name, model_inputs in fits:
+        run_models(ds, {model_name: model_inputs}, seed, train, config, keep_models=True,
                    experiment=f"{experiment}, level 1", out=out)
-        model = out.models.pop(("contextual_lstm", seed))
-        states = contextual_states(model, ds, [modality])
-        name = f"level1_{modality}"
+        model = out.models.pop((model_name, seed))
+        states = contextual_states(model, ds, model_inputs)
+        name = f"level1_{level1_model or model_inputs[0]}"
         spec = ModalitySpec(states[0].shape[1], level="utterance", extractor={
-            "name": "contextual_lstm level 1", "input": modality, "seed": seed, "best_epoch": out.rows[-1]["best_epoch"]})
+            "name": f"{model_name} level 1", "input": "+".join(model_inputs), "seed": seed,
+            "best_epoch": out.rows[-1]["best_epoch"]})
         data = data.with_features(name, states, spec)
         level1.append(name)
-    run_models(data, {"contextual_lstm": level1}, seed, train, config, experiment=f"{experiment}, level 2", out=out)
+    level2_config = replace(config, encoders={**{name: "mlp" for name in level1}, **config.encoders})
+    run_models(data, {"contextual_lstm": level1}, seed, train, level2_config, experiment=f"{experiment}, level 2", out=out)
     return TwoLevelRun(out.rows, data)

@@ -235,9 +235,14 @@ if release_protocol_seeds:
 # If the level-by-level training were what carried the published 80.3 %, level 2 would reach it here.
 # The same two levels also run on the project's own inputs of the cross-fitting section above (notebook 03's
 # stage-1 text states through its text encoder, openSMILE audio; notebook 03's training), against the bar.
+# Last, level 1 is the best non-contextual model itself: notebook 03's MCTN-shared (text translated into
+# audio, predicting from the text) on the same inputs and training, its state before the head per utterance,
+# and notebook 03's contextual LSTM over those states at level 2 (`level1_model`). Level 2 then sees
+# everything that model sees plus the other utterances of the video; if the video context carried
+# information the utterance does not, level 2 would beat level 1 here.
 
 # %%
-from msa_lib.studies.context_models import RELEASE_CONTEXT_CONFIG, two_level_contextual
+from msa_lib.studies.context_models import MOSI_CONTEXT_INPUTS, RELEASE_CONTEXT_CONFIG, two_level_contextual
 
 if two_level_seeds:
     two_level_train = TrainConfig(max_epochs=two_level_epochs, patience=10, lr=1e-3)
@@ -250,6 +255,9 @@ if two_level_seeds:
             runs.append(two_level_contextual(crossfit.full.dataset, CROSS_FITTED_CONTEXT_INPUTS, seed,
                                              TrainConfig(max_epochs=bclstm_max_epochs, patience=2), own_config,
                                              experiment="own features"))
+            runs.append(two_level_contextual(crossfit.full.dataset, MOSI_CONTEXT_INPUTS["mctn_shared"], seed,
+                                             TrainConfig(max_epochs=bclstm_max_epochs, patience=2), bclstm_config,
+                                             experiment="own features on MCTN-shared", level1_model="mctn_shared"))
         for run in runs:
             for row in run.rows:
                 two_level_table.add(**row)
