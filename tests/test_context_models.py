@@ -324,24 +324,33 @@ def test_contextual_states_stay_within_the_video(videos):
     assert moved.any() and set(ds.group[moved]) == {video}
 
 
-def test_two_level_training_feeds_level_one_states_to_level_two(videos, monkeypatch):
-    """Level 1: one contextual LSTM per modality; level 2 reads their states as utterance-level inputs;
-    every fit trains on train and chooses on valid, the test utterances are only scored."""
-    from msa_lib.studies import context_models, recipes
+@pytest.fixture
+def recorded_fits(monkeypatch):
+    """Every fit of ``recipes.run_models`` as (model name, inputs, monitored metric, first input's encoder)."""
+    from msa_lib.studies import recipes
 
-    ds = Standardizer().fit_transform(group_validation_split(videos, 0.25, seed=0))
     fits = []
     real = recipes.train_model
 
     def recording(name, data, config, train, modalities):
-        fits.append((list(modalities), train.monitor))
-        return real(name, data, config, train, modalities=modalities)
+        model, result = real(name, data, config, train, modalities=modalities)
+        fits.append((name, list(modalities), train.monitor, type(model.encoders[modalities[0]])))
+        return model, result
 
     monkeypatch.setattr(recipes, "train_model", recording)
+    return fits
+
+
+def test_two_level_training_feeds_level_one_states_to_level_two(videos, recorded_fits):
+    """Level 1: one contextual LSTM per modality; level 2 reads their states as utterance-level inputs;
+    every fit trains on train and chooses on valid, the test utterances are only scored."""
+    from msa_lib.studies import context_models
+
+    ds = Standardizer().fit_transform(group_validation_split(videos, 0.25, seed=0))
     run = context_models.two_level_contextual(ds, ("text", "audio"), 0, TrainConfig(max_epochs=2, patience=2),
                                               copy.deepcopy(TINY), experiment="tiny")
-    assert fits == [(["text"], "valid_loss"), (["audio"], "valid_loss"),
-                    (["level1_text", "level1_audio"], "valid_loss")]
+    assert [(inputs, monitor) for _, inputs, monitor, _ in recorded_fits] == [
+        (["text"], "valid_loss"), (["audio"], "valid_loss"), (["level1_text", "level1_audio"], "valid_loss")]
     assert [(r["experiment"], r["inputs"]) for r in run.rows] == [
         ("tiny, level 1", "text"), ("tiny, level 1", "audio"), ("tiny, level 2", "level1_text+level1_audio")]
     for m in ("level1_text", "level1_audio"):
@@ -349,27 +358,20 @@ def test_two_level_training_feeds_level_one_states_to_level_two(videos, monkeypa
     assert all(0.0 <= r["acc2"] <= 1.0 for r in run.rows)
 
 
-def test_two_level_training_on_one_utterance_level_model(videos, monkeypatch):
+def test_two_level_training_on_one_utterance_level_model(videos, recorded_fits):
     """``level1_model``: one zoo model (MCTN-shared) reads every input at level 1; level 2 reads its state,
     through an MLP although the config's default encoder is the transformer."""
-    from msa_lib.studies import context_models, recipes
+    from msa_lib.models.encoders import MLPEncoder
+    from msa_lib.studies import context_models
 
     ds = Standardizer().fit_transform(group_validation_split(videos, 0.25, seed=0))
-    fits = []
-    real = recipes.train_model
-
-    def recording(name, data, config, train, modalities):
-        model, result = real(name, data, config, train, modalities=modalities)
-        fits.append((name, list(modalities), type(model.encoders[modalities[0]]).__name__))
-        return model, result
-
-    monkeypatch.setattr(recipes, "train_model", recording)
     config = copy.deepcopy(TINY)
     assert config.encoder == "transformer"
     run = context_models.two_level_contextual(ds, ("text", "audio"), 0, TrainConfig(max_epochs=2, patience=2),
                                               config, experiment="tiny", level1_model="mctn_shared")
-    assert [f[:2] for f in fits] == [("mctn_shared", ["text", "audio"]), ("contextual_lstm", ["level1_mctn_shared"])]
-    assert fits[1][2] == type(net("early_concat", {"x": 4}, config=ModelConfig(encoder="mlp")).encoders["x"]).__name__
+    assert [(name, inputs) for name, inputs, _, _ in recorded_fits] == [
+        ("mctn_shared", ["text", "audio"]), ("contextual_lstm", ["level1_mctn_shared"])]
+    assert recorded_fits[1][3] is MLPEncoder
     assert [(r["experiment"], r["inputs"]) for r in run.rows] == [
         ("tiny, level 1", "text+audio"), ("tiny, level 2", "level1_mctn_shared")]
     spec = run.dataset.meta.modalities["level1_mctn_shared"]

@@ -22,7 +22,8 @@ SECTIONS = (
      ("experiment", "model"), ("acc2", "f1_macro", "f1_weighted")),
     ("mosi_bclstm_two_level_summary.csv", "CMU-MOSI (`mosi_bclstm`), test: the contextual LSTM trained level by "
      "level as the bc-LSTM release does (one per modality, then one over their states; epochs chosen on "
-     "validation), and over the states of MCTN-shared, the best non-contextual model (notebook 11)", ("experiment", "inputs"), ("acc2", "f1_macro", "f1_weighted")),
+     "validation), and over the states of MCTN-shared, the best non-contextual model (notebook 11)",
+     ("experiment", "inputs"), ("acc2", "f1_macro", "f1_weighted")),
     ("mosi_ablation_summary.csv", "CMU-MOSI modality ablation, early fusion (notebook 03)", None, ("acc2", "f1_macro")),
     ("cross_lingual_summary.csv", "Cross-lingual transfer English -> Chinese (notebook 04; acc_best_threshold "
      "picks the threshold on the test labels: a ceiling for prior correction, not a result)", None,

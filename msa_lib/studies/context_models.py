@@ -114,8 +114,8 @@ def contextual_states(model, ds: MultimodalDataset, modalities: Sequence[str]) -
 
 @dataclass
 class TwoLevelRun:
-    rows: list[dict]  # run_models rows: level 1 (one per modality), then level 2, each with its test metrics
-    dataset: MultimodalDataset  # ``ds`` plus the level-1 states as utterance-level modalities ``level1_<m>``
+    rows: list[dict]  # run_models rows: level 1 (one per modality, or the one level1_model), then level 2
+    dataset: MultimodalDataset  # ``ds`` plus the level-1 states as utterance-level modalities ``level1_<name>``
 
 
 def two_level_contextual(ds: MultimodalDataset, inputs: Sequence[str], seed: int, train: TrainConfig,
@@ -147,5 +147,6 @@ def two_level_contextual(ds: MultimodalDataset, inputs: Sequence[str], seed: int
         data = data.with_features(name, states, spec)
         level1.append(name)
     level2_config = replace(config, encoders={**{name: "mlp" for name in level1}, **config.encoders})
-    run_models(data, {"contextual_lstm": level1}, seed, train, level2_config, experiment=f"{experiment}, level 2", out=out)
+    run_models(data, {"contextual_lstm": level1}, seed, train, level2_config, experiment=f"{experiment}, level 2",
+               out=out)
     return TwoLevelRun(out.rows, data)

@@ -171,6 +171,7 @@ from msa_lib.train.trainer import TrainConfig
 
 bclstm = prepare_mosi(max_videos=mosi_videos)
 bclstm_config = model_config(text_encoder=ADAPTED_TEXT_ENCODER)
+bclstm_train = TrainConfig(max_epochs=bclstm_max_epochs, patience=2, progress=False)  # notebook 03's
 if bclstm_seeds:
     crossfit = cross_fitted_adaptation(bclstm, bclstm_seeds[0], TrainConfig(max_epochs=bclstm_finetune_epochs, patience=2),
                                        folds=bclstm_folds)
@@ -179,9 +180,8 @@ if bclstm_seeds:
     context_runs = RunOutput()
     for seed in bclstm_seeds:
         for experiment, data in states.items():
-            run_models(data, {m: CROSS_FITTED_CONTEXT_INPUTS for m in VIDEO_CONTEXT_MODELS}, seed,
-                       TrainConfig(max_epochs=bclstm_max_epochs, patience=2, progress=False), bclstm_config,
-                       experiment=experiment, out=context_runs)
+            run_models(data, {m: CROSS_FITTED_CONTEXT_INPUTS for m in VIDEO_CONTEXT_MODELS}, seed, bclstm_train,
+                       bclstm_config, experiment=experiment, out=context_runs)
     crossfit_table = ResultsTable("mosi_bclstm_cross_fitted", folder=results_dir(reports_dir))
     for row in context_runs.rows:
         crossfit_table.add(**row)
@@ -252,12 +252,11 @@ if two_level_seeds:
     for seed in two_level_seeds:
         runs = [two_level_contextual(bclstm, BCLSTM_SHIPPED_INPUTS, seed, two_level_train, experiment="shipped features")]
         if bclstm_seeds:
-            runs.append(two_level_contextual(crossfit.full.dataset, CROSS_FITTED_CONTEXT_INPUTS, seed,
-                                             TrainConfig(max_epochs=bclstm_max_epochs, patience=2), own_config,
-                                             experiment="own features"))
+            runs.append(two_level_contextual(crossfit.full.dataset, CROSS_FITTED_CONTEXT_INPUTS, seed, bclstm_train,
+                                             own_config, experiment="own features"))
             runs.append(two_level_contextual(crossfit.full.dataset, MOSI_CONTEXT_INPUTS["mctn_shared"], seed,
-                                             TrainConfig(max_epochs=bclstm_max_epochs, patience=2), bclstm_config,
-                                             experiment="own features on MCTN-shared", level1_model="mctn_shared"))
+                                             bclstm_train, bclstm_config, experiment="own features on MCTN-shared",
+                                             level1_model="mctn_shared"))
         for run in runs:
             for row in run.rows:
                 two_level_table.add(**row)
