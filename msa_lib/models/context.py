@@ -187,23 +187,7 @@ class AdaMMLContext(AdaMMLGate):
         layout = VideoLayout.of(context, avail.shape[0], avail.device)
         h = layout.run(self.policy_rnn, torch.cat(summaries + [avail_f], -1))
         logits = self.policy_out(h).view(*avail.shape, 2)  # [..., 1] = keep
-        if self.training:
-            keep = F.gumbel_softmax(logits, tau=self.tau, hard=True)[..., 1]
-        else:
-            keep = (logits[..., 1] > logits[..., 0]).to(logits.dtype)
-        gates = keep * avail_f  # a modality that is not there cannot be used
+        gates = self.decide(logits, avail_f)
         kept = [f * gates[:, i:i + 1] for i, f in enumerate(features)]
         fused = self.context(torch.cat(kept + [gates], -1), layout)
-
-        aux = None
-        if self.config.decision_loss_weight > 0:
-            with_data = avail.any(-1)
-            if with_data.any():
-                used = (logits.softmax(-1)[..., 1] * avail_f).sum(-1)[with_data].mean()
-                target = avail_f.sum(-1).clamp(max=self.target)[with_data].mean()
-                aux = self.config.decision_loss_weight * (used - target) ** 2
-        if not self.training:
-            with torch.no_grad():
-                self.kept_windows += gates.sum(0).double()
-                self.available_windows += avail_f.sum(0).double()
-        return FusionOutput(fused, gates=gates[:, None, :], aux_loss=aux)
+        return FusionOutput(fused, gates=gates[:, None, :], aux_loss=self.decision_loss(logits, avail_f))

@@ -529,28 +529,37 @@ class AdaMMLGate(Fusion):
         policy_in = torch.cat(summaries + [avail_f], -1)
         h, _ = self.policy_rnn(policy_in)
         logits = self.policy_out(h).view(*avail.shape, 2)  # [..., 1] = keep
+        gates = self.decide(logits, avail_f)
+        feats = torch.stack(features, 2)  # B x W x M x d
+        fused = (feats * gates[..., None]).sum((1, 2)) / gates.sum((1, 2)).clamp_min(1.0)[:, None]
+        fused = self.norm(fused)
+        return FusionOutput(fused, gates=gates, aux_loss=self.decision_loss(logits, avail_f))
+
+    # The policy's decisions, shared with AdaMMLContext: ``logits`` ... x M x 2, ``avail_f`` ... x M.
+    def decide(self, logits: Tensor, avail_f: Tensor) -> Tensor:
+        """Hard keep (1) / skip (0) gates: straight-through Gumbel-softmax samples in training, the
+        argmax in evaluation (where the kept share is also counted for ``utilization()``)."""
         if self.training:
             keep = F.gumbel_softmax(logits, tau=self.tau, hard=True)[..., 1]
         else:
             keep = (logits[..., 1] > logits[..., 0]).to(logits.dtype)
         gates = keep * avail_f  # a modality that is not there cannot be used
-        feats = torch.stack(features, 2)  # B x W x M x d
-        fused = (feats * gates[..., None]).sum((1, 2)) / gates.sum((1, 2)).clamp_min(1.0)[:, None]
-        fused = self.norm(fused)
-
-        aux = None
-        if self.config.decision_loss_weight > 0:
-            p_keep = logits.softmax(-1)[..., 1] * avail_f
-            windows_with_data = avail.any(-1)
-            if windows_with_data.any():
-                used = p_keep.sum(-1)[windows_with_data].mean()
-                target = avail_f.sum(-1).clamp(max=self.target)[windows_with_data].mean()
-                aux = self.config.decision_loss_weight * (used - target) ** 2
         if not self.training:
             with torch.no_grad():
-                self.kept_windows += gates.sum((0, 1)).double()
-                self.available_windows += avail_f.sum((0, 1)).double()
-        return FusionOutput(fused, gates=gates, aux_loss=aux)
+                self.kept_windows += gates.reshape(-1, gates.shape[-1]).sum(0).double()
+                self.available_windows += avail_f.reshape(-1, avail_f.shape[-1]).sum(0).double()
+        return gates
+
+    def decision_loss(self, logits: Tensor, avail_f: Tensor) -> Tensor | None:
+        """weight x (expected modalities kept - target)^2, over the windows that have any modality."""
+        if self.config.decision_loss_weight <= 0:
+            return None
+        with_data = avail_f.sum(-1) > 0
+        if not with_data.any():
+            return None
+        used = (logits.softmax(-1)[..., 1] * avail_f).sum(-1)[with_data].mean()
+        target = avail_f.sum(-1).clamp(max=self.target)[with_data].mean()
+        return self.config.decision_loss_weight * (used - target) ** 2
 
     def utilization(self, reset: bool = False) -> dict[str, float]:
         """Fraction of available windows in which each modality was kept (evaluation passes since
