@@ -50,6 +50,7 @@ from msa_lib.data.labels import MOSI_SCHEME, SIMS_SCHEME, LabelScheme, scores_to
 from msa_lib.data.io import atomic_pickle, write_features
 from msa_lib.data.schema import DatasetMeta, ModalitySpec, MultimodalDataset
 from msa_lib.core.paths import cache_dir, project_path
+from msa_lib.core.pretrained import sha256_file
 from msa_lib.core.utils import get_logger, normalize_transcript
 from msa_lib.extract.asr import ASRConfig, WhisperEncoderConfig, whisper_language
 from msa_lib.extract.audio import AudioFeatureConfig, is_silent
@@ -223,17 +224,9 @@ def resolve_inputs(inputs: str | os.PathLike | Sequence) -> list[ClipInput]:
 
 
 # ----------------------------------------------------------------------------------------- caching
-def file_digest(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def cache_key(clip: ClipInput, config: ExtractConfig) -> str | None:
     try:
-        content = file_digest(clip.path)
+        content = sha256_file(clip.path)
     except OSError:
         return None  # unreadable: nothing to cache; the worker records the failure
     settings = config.settings_for_cache()

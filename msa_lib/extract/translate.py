@@ -38,7 +38,7 @@ from typing import Sequence
 import numpy as np
 
 from msa_lib.core.paths import cache_dir
-from msa_lib.core.pretrained import ModelNotAvailable, downloads_allowed, is_local_path
+from msa_lib.core.pretrained import ModelNotAvailable, downloads_allowed, is_local_path, sha256_file
 from msa_lib.core.cache import shared
 from msa_lib.core.utils import as_text_list, get_logger, normalize_language
 
@@ -290,8 +290,6 @@ def cedict_index(path: str | os.PathLike | None = None) -> CedictIndex:
 def _read_cedict_index(path: str | os.PathLike | None) -> CedictIndex:
     import pickle
     import tempfile
-
-    from msa_lib.core.pretrained import sha256_file
 
     src = Path(path) if path is not None else cedict_path()
     try:
@@ -646,8 +644,6 @@ class WhisperSpeechTranslator(Translator):
             path = Path(audio)
             if not path.is_file():
                 raise TranslationError(f"{path}: audio file not found")
-            from msa_lib.core.pretrained import sha256_file
-
             return "file-sha256:" + sha256_file(path)
         arr = np.ascontiguousarray(np.asarray(audio, dtype=np.float32))
         return "array-sha256:" + hashlib.sha256(arr.tobytes()).hexdigest()
