@@ -245,3 +245,7 @@ def test_cli_text(model_dir, capsys):
     assert rc == 1 and "no sentence could be scored" in capsys.readouterr().err
     rc = main(["predict", "--model-dir", str(model_dir)])
     assert rc != 0 and "give clips or --text" in capsys.readouterr().err
+    # `--text "a" "b"` makes "b" a clip path: the error names it and says to repeat the flag
+    rc = main(["predict", "--model-dir", str(model_dir), "--text", ZH_POSITIVE, EN_POSITIVE])
+    err = capsys.readouterr().err
+    assert rc != 0 and "not both" in err and "repeat the flag" in err and EN_POSITIVE in err

@@ -114,8 +114,12 @@ def _predict(args) -> int:
 
     from msa_lib.predict.predictor import Predictor, text_table
 
-    if bool(args.text) == bool(args.clips):
-        raise ValueError("msa predict: give clips or --text SENTENCE, not both and not neither")
+    if args.text and args.clips:
+        # the usual slip: `--text "a" "b"` makes "b" a clip path; --text takes one sentence per flag
+        raise ValueError(f"msa predict: got --text and clip path(s) {args.clips}; give clips or sentences, "
+                         f"not both (several sentences: repeat the flag, --text \"...\" --text \"...\")")
+    if not args.text and not args.clips:
+        raise ValueError("msa predict: give clips or --text SENTENCE (repeatable)")
     model_dir = None if args.model_dir is None else user_path(args.model_dir)
     predictor = Predictor.load(model_dir, use_cache=args.cache, fps=args.fps)
     if args.text:
