@@ -262,3 +262,64 @@ def test_token_attributions_on_the_embedding_layer():
     assert list(frame.columns) == ["sample_id", "language", "position", "token", "attribution"]
     with pytest.raises(X.AttributionError, match="pretrained_top"):
         X.TokenAttributor(model("early_concat", {"text": enc.dim}, BINARY_SCHEME), enc.settings())
+
+
+# ---------------------------------------------------------------------------------------------- report tables
+def test_contribution_summary_and_by_class_match_hand_computed_values():
+    import pandas as pd
+
+    contrib = pd.DataFrame({"sample_id": list("abcd"), "text": [2.0, -1.0, 0.5, -3.0],
+                            "audio": [1.0, 0.5, -1.0, 0.0], "label": [1, 1, 0, 0]})
+    base = contrib.assign(text=[1.0, 2.0, 3.0, 4.0], audio=[4.0, 3.0, 2.0, 1.0])
+    table = X.contribution_summary(contrib, ["text", "audio"], base)
+    assert table.loc["text", "mean |contribution|"] == pytest.approx(6.5 / 4)
+    assert table.loc["audio", "mean contribution (POS label)"] == pytest.approx(0.75)
+    assert table.loc["text", "mean contribution (NEG label)"] == pytest.approx(-1.25)
+    # |text| is the largest in a, b, d; |audio| in c
+    assert table["share of samples where it is the largest"].tolist() == [0.75, 0.25]
+    # audio ranks 4 3 1 2 against 4 3 2 1: rho = 1 - 6 * 2 / (4 * 15)
+    assert table.loc["audio", "ρ(absent, zero-baseline ablation)"] == pytest.approx(0.8)
+    assert "ρ(absent, zero-baseline ablation)" not in X.contribution_summary(contrib, ["text", "audio"]).columns
+    by_class = X.contribution_by_class(contrib, ["text", "audio"], ["NEG", "POS"])
+    assert list(by_class.index) == ["NEG", "POS", "all"]
+    assert by_class.loc["POS", "text"] == pytest.approx(1.5) and by_class.loc["NEG", "audio"] == pytest.approx(0.5)
+    assert by_class.loc["all", "audio"] == pytest.approx(0.625)
+
+
+def test_loader_helpers_concatenate_batches_in_order(data, dims):
+    m = model("cross_attention", dims, data.meta.labels)
+    loader = make_loader(data, None, batch_size=5)
+    parts = X.integrated_gradients_loader(m, loader, ["audio", "vision"], n_steps=8)
+    ids = [i for p in parts for i in p.ids]
+    assert ids == list(data.ids) and len(parts) == -(-len(data) // 5)
+    sums = X.modality_sums(parts, ["audio", "vision"])
+    assert list(sums.columns) == ["sample_id", "audio", "visual"] and sums["sample_id"].tolist() == ids
+    np.testing.assert_allclose(sums["audio"].iloc[:5], parts[0].attributions["audio"].reshape(5, -1).sum(1), rtol=1e-6)
+    rel = X.relative_deltas(parts)
+    gap = np.concatenate([p.prediction - p.baseline_prediction for p in parts])
+    np.testing.assert_allclose(rel * np.maximum(np.abs(gap), 1e-6), np.abs(np.concatenate([p.delta for p in parts])))
+    totals = X.group_totals(parts, "audio", {"first": [0]})
+    assert totals["sample_id"].tolist() == ids and set(totals.columns) == {"sample_id", "first", "other"}
+    by_sample = X.group_time_by_sample(parts, "audio", {"first": [0]}, 0.04)
+    names, values, step = by_sample[ids[0]]["audio"]
+    assert names == ["first", "other"] and step == 0.04 and values.shape[1] == parts[0].masks["audio"][0].sum()
+    contrib = X.with_predictions(X.modality_ablation_loader(m, loader), m, loader)
+    assert contrib["sample_id"].tolist() == ids
+    np.testing.assert_array_equal(contrib["label"], data.labels)
+    assert set(contrib["predicted"].unique()) <= {0, 1}
+
+
+def test_frame_attention_agreement_pairs_samples_by_id():
+    from types import SimpleNamespace
+
+    attr = np.zeros((2, 4, 2), np.float32)
+    attr[0, :, 0] = [1, 2, 3, 4]  # sample "a": |IG| per frame rises
+    attr[1, :, 0] = [4, 3, 2, 1]  # sample "b": falls
+    parts = [X.SequenceAttribution(["a", "b"], {"audio": attr}, {"audio": np.ones((2, 4), bool)},
+                                   np.zeros(2), np.zeros(2), np.zeros(2))]
+    rising = np.tile(np.array([0.1, 0.2, 0.3, 0.4]), (1, 3, 1))  # heads x Tq x Tk: frame 3 receives most
+    samples = [SimpleNamespace(sample_id="b", attention={"cross/text->audio": rising}),
+               SimpleNamespace(sample_id="a", attention={"cross/text->audio": rising}),
+               SimpleNamespace(sample_id="c", attention={})]  # no map: skipped
+    rho = X.frame_attention_agreement(samples, parts, "cross/text->audio", "audio")
+    assert rho == pytest.approx([-1.0, 1.0])

@@ -201,6 +201,48 @@ def modality_ablation_loader(model, loader, scheme=None, mode: str = "absent", b
     return pd.concat(parts, ignore_index=True)
 
 
+def with_predictions(contributions: pd.DataFrame, model, loader) -> pd.DataFrame:
+    """``contributions`` (rows keyed by ``sample_id``) with each sample's ``label`` and 2-class /
+    argmax decision ``predicted`` from :func:`msa_lib.train.trainer.predict` on the same loader."""
+    from msa_lib.train.trainer import predict
+
+    preds = predict(model, loader).set_index("id")
+    out = contributions.copy()
+    out["label"] = preds.loc[out["sample_id"], "label"].to_numpy()
+    out["predicted"] = preds.loc[out["sample_id"], "pred"].to_numpy()
+    return out
+
+
+def contribution_summary(contributions: pd.DataFrame, modalities: Sequence[str],
+                         baseline_contributions: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per modality column of a binary-label contribution frame (with ``label``, see
+    :func:`with_predictions`): mean |contribution|, mean contribution on POS (label 1) and NEG (label 0)
+    samples, the share of samples where the modality has the largest |contribution| and, given the
+    ``mode="baseline"`` contributions of the same samples, the Spearman ρ between the two modes."""
+    mods = list(modalities)
+    values = contributions[mods]
+    table = pd.DataFrame({
+        "mean |contribution|": values.abs().mean(),
+        "mean contribution (POS label)": values[contributions["label"] == 1].mean(),
+        "mean contribution (NEG label)": values[contributions["label"] == 0].mean(),
+        "share of samples where it is the largest": values.abs().idxmax(axis=1).value_counts(normalize=True)
+        .reindex(mods).fillna(0.0),
+    })
+    if baseline_contributions is not None:
+        table["ρ(absent, zero-baseline ablation)"] = [spearman(contributions[m], baseline_contributions[m]) for m in mods]
+    return table
+
+
+def contribution_by_class(contributions: pd.DataFrame, modalities: Sequence[str], class_names: Sequence[str]) -> pd.DataFrame:
+    """Mean |contribution| per modality column for each true class (rows named by ``class_names``),
+    plus a last row ``all``."""
+    mods = list(modalities)
+    table = contributions.groupby(contributions["label"].map(dict(enumerate(class_names))))[mods].apply(
+        lambda f: f.abs().mean())
+    table.loc["all"] = contributions[mods].abs().mean()
+    return table
+
+
 # ---------------------------------------------------------------------------------------------- IG
 @dataclass
 class SequenceAttribution:
@@ -253,6 +295,44 @@ def integrated_gradients(model, batch: dict, modalities: Sequence[str], scheme=N
                                base_pred.detach().cpu().numpy())
 
 
+def integrated_gradients_loader(model, loader, modalities: Sequence[str], n_steps: int = 32,
+                                progress: bool = False, **kwargs) -> list[SequenceAttribution]:
+    """:func:`integrated_gradients` over every batch of a loader (one :class:`SequenceAttribution` per batch)."""
+    from tqdm.auto import tqdm
+
+    return [integrated_gradients(model, b, modalities, n_steps=n_steps, **kwargs)
+            for b in tqdm(loader, disable=not progress, desc="integrated gradients", leave=False)]
+
+
+def modality_sums(parts: Sequence[SequenceAttribution], modalities: Sequence[str]) -> pd.DataFrame:
+    """One row per sample: ``sample_id`` and each modality's signed attribution summed over steps and
+    features (columns named as in :func:`modality_ablation`, so the two frames merge on ``sample_id``)."""
+    frame = pd.DataFrame({"sample_id": [i for p in parts for i in p.ids]})
+    for m in modalities:
+        frame[CSV_NAMES.get(m, m)] = np.concatenate([p.attributions[m].reshape(len(p.ids), -1).sum(1) for p in parts])
+    return frame
+
+
+def relative_deltas(parts: Sequence[SequenceAttribution]) -> np.ndarray:
+    """Per sample: Captum's |convergence delta| relative to what IG must explain, |f(x) - f(baseline)|
+    (floored at 1e-6): how far the attributions are from completeness."""
+    delta = np.concatenate([p.delta for p in parts])
+    gap = np.concatenate([p.prediction - p.baseline_prediction for p in parts])
+    return np.abs(delta) / np.maximum(np.abs(gap), 1e-6)
+
+
+def group_time_by_sample(parts: Sequence[SequenceAttribution], modality: str, groups: dict | None,
+                         step_seconds: float | None = None) -> dict[str, dict]:
+    """``{sample_id: {modality: (group names, G x T, seconds per step)}}`` -- the ``group_time``
+    argument of :func:`msa_lib.explain.explorer.build_bundle`."""
+    out = {}
+    for p in parts:
+        for i, sid in enumerate(p.ids):
+            names, values = group_time_attribution(p.sample(i, modality), groups)
+            out[sid] = {modality: (names, values, step_seconds)}
+    return out
+
+
 def group_time_attribution(attr: np.ndarray, groups: dict[str, Sequence[int]] | None) -> tuple[list[str], np.ndarray]:
     """T x D attributions -> (group names, G x T): signed sums per named feature group and time step.
     Columns in no group are collected under ``"other"``; ``groups=None`` gives one group ``"all"``."""
@@ -279,14 +359,16 @@ def group_time_attribution(attr: np.ndarray, groups: dict[str, Sequence[int]] | 
     return names, np.stack(rows)
 
 
-def group_totals(attr: SequenceAttribution, modality: str, groups: dict | None, absolute: bool = True) -> pd.DataFrame:
-    """One row per sample: each feature group's summed attribution (``|.|`` of the per-step group sums
-    when ``absolute``), over the sample's real steps."""
+def group_totals(attr: SequenceAttribution | Sequence[SequenceAttribution], modality: str, groups: dict | None,
+                 absolute: bool = True) -> pd.DataFrame:
+    """One row per sample (of one batch's attributions or of a list of them): each feature group's
+    summed attribution (``|.|`` of the per-step group sums when ``absolute``), over the sample's real steps."""
     rows = []
-    for i, sid in enumerate(attr.ids):
-        names, gt = group_time_attribution(attr.sample(i, modality), groups)
-        vals = np.abs(gt).sum(1) if absolute else gt.sum(1)
-        rows.append({"sample_id": sid, **dict(zip(names, vals))})
+    for part in ([attr] if isinstance(attr, SequenceAttribution) else attr):
+        for i, sid in enumerate(part.ids):
+            names, gt = group_time_attribution(part.sample(i, modality), groups)
+            vals = np.abs(gt).sum(1) if absolute else gt.sum(1)
+            rows.append({"sample_id": sid, **dict(zip(names, vals))})
     return pd.DataFrame(rows)
 
 
@@ -465,6 +547,23 @@ def summarize_correlations(values: Sequence[float]) -> dict[str, float]:
             "share_positive": float((v > 0).mean())}
 
 
+def frame_attention_agreement(samples, parts: Sequence[SequenceAttribution], key: str, modality: str) -> list[float]:
+    """Per explained sample that has the attention map ``key`` (e.g. ``"cross/text->audio"``): Spearman ρ
+    between the attention each ``modality`` step receives and that step's |IG| (features summed).
+    ``samples``: :class:`~msa_lib.explain.explorer.ExplainedSample` objects; ``parts``: the IG of the same
+    samples (matched by ``sample_id``)."""
+    from msa_lib.explain.attention import attention_received
+
+    ig_by_id = {sid: (p, i) for p in parts for i, sid in enumerate(p.ids)}
+    out = []
+    for s in samples:
+        if key not in s.attention or s.sample_id not in ig_by_id:
+            continue
+        p, i = ig_by_id[s.sample_id]
+        out.append(spearman(attention_received(s.attention[key]), np.abs(p.sample(i, modality).sum(1))))
+    return out
+
+
 def clone_batch(batch: dict) -> dict:
     """A deep copy of a collated batch (tensors cloned), for experiments that edit it."""
     return copy.deepcopy(batch)
@@ -506,6 +605,24 @@ def token_attention_top1(attention: dict, token: TokenAttribution, modality: str
     n = len(np.asarray(token.content))
     return {method: float(top_token_agreement(imp, token))
             for method, imp in attention_token_importances(attention, modality).items() if len(imp) == n}
+
+
+def token_agreement_table(samples, results: Sequence[TokenAttribution], modality: str = "text"
+                          ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Attention against token attribution over many samples (``samples``: explained samples with their
+    attention maps, ``results``: their :class:`TokenAttribution`, in the same order). Returns the per-sample
+    Spearman ρ per attention method (:func:`token_attention_agreement`, plus ``sample_id``) and one row per
+    method: :func:`summarize_correlations` of its ρ, the share of samples whose top-1 tokens agree and the
+    chance level of that share (mean of 1 / transcript tokens)."""
+    per_sample = pd.DataFrame([{"sample_id": r.sample_id, **token_attention_agreement(s.attention, r, modality)}
+                               for s, r in zip(samples, results)])
+    methods = [c for c in per_sample.columns if c != "sample_id"]
+    table = pd.DataFrame({m: summarize_correlations(per_sample[m]) for m in methods}).T
+    top1 = pd.DataFrame([token_attention_top1(s.attention, r, modality) for s, r in zip(samples, results)])
+    table["top-1 token agrees"] = top1.mean()
+    n_tokens = np.array([r.content.sum() for r in results])
+    table["chance top-1"] = float(np.mean(1.0 / np.maximum(n_tokens, 1)))
+    return per_sample, table
 
 
 def top_token_agreement(attention_importance: np.ndarray, token: TokenAttribution) -> bool:

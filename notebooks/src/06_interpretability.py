@@ -60,7 +60,7 @@ from msa_lib.studies import interpretability as setups
 from msa_lib.data.sampling import cap_splits
 from msa_lib.core.paths import cache_dir, project_path
 from msa_lib.core.plots import plt, results_dir, save_figure
-from msa_lib.train.trainer import TrainConfig, evaluate, make_loader, predict, train_model
+from msa_lib.train.trainer import TrainConfig, evaluate, make_loader, train_model
 from msa_lib.core.utils import set_seed
 
 torch.set_num_threads(num_threads)
@@ -110,11 +110,9 @@ checks
 
 # %%
 t0 = time.time()
-mosi_contrib = X.modality_ablation_loader(mosi_model, mosi_loader, progress=not smoke)
+mosi_contrib = X.with_predictions(X.modality_ablation_loader(mosi_model, mosi_loader, progress=not smoke),
+                                  mosi_model, mosi_loader)
 mosi_contrib_base = X.modality_ablation_loader(mosi_model, mosi_loader, mode="baseline")
-preds = predict(mosi_model, mosi_loader).set_index("id")
-mosi_contrib["label"] = preds.loc[mosi_contrib["sample_id"], "label"].to_numpy()
-mosi_contrib["predicted"] = preds.loc[mosi_contrib["sample_id"], "pred"].to_numpy()
 mosi_mods = [X.CSV_NAMES.get(m, m) for m in mosi_model.modalities]
 timings["mosi_ablation_s"] = time.time() - t0
 
@@ -122,14 +120,7 @@ fig = P.plot_modality_heatmap(mosi_contrib, mosi_mods, sort_by=("label", "predic
                               title="MOSI test set: modality contribution to the 2-class log-odds "
                                     "(output − output without the modality)")
 save_figure(fig, "attribution_modality_heatmap", reports_dir)
-contrib_table = pd.DataFrame({
-    "mean |contribution|": mosi_contrib[mosi_mods].abs().mean(),
-    "mean contribution (POS label)": mosi_contrib.loc[mosi_contrib["label"] == 1, mosi_mods].mean(),
-    "mean contribution (NEG label)": mosi_contrib.loc[mosi_contrib["label"] == 0, mosi_mods].mean(),
-    "share of samples where it is the largest": mosi_contrib[mosi_mods].abs().idxmax(axis=1).value_counts(normalize=True)
-        .reindex(mosi_mods).fillna(0.0),
-    "ρ(absent, zero-baseline ablation)": [X.spearman(mosi_contrib[m], mosi_contrib_base[m]) for m in mosi_mods],
-})
+contrib_table = X.contribution_summary(mosi_contrib, mosi_mods, mosi_contrib_base)
 for m in mosi_mods:
     summary[f"mosi_mean_abs_contribution_{m}"] = float(contrib_table.loc[m, "mean |contribution|"])
 contrib_table.round(3)
@@ -188,14 +179,8 @@ save_figure(fig, "attribution_tokens_mosi", reports_dir)
 # %%
 bundle = E.build_bundle(mosi_model, explain_set, token_results=token_results, contributions=mosi_contrib,
                         notes={"setup": "MOSI (a)", "target": "2-class log-odds"})
-agreement = pd.DataFrame([{"sample_id": r.sample_id, **X.token_attention_agreement(s.attention, r)}
-                          for s, r in zip(bundle.samples, token_results)])
-methods = [c for c in agreement.columns if c != "sample_id"]
-agree_table = pd.DataFrame({m: X.summarize_correlations(agreement[m]) for m in methods}).T
-top1 = pd.DataFrame([X.token_attention_top1(s.attention, r) for s, r in zip(bundle.samples, token_results)])
-agree_table["top-1 token agrees"] = top1.mean()
-n_tokens = np.array([r.content.sum() for r in token_results])
-agree_table["chance top-1"] = float(np.mean(1.0 / np.maximum(n_tokens, 1)))
+agreement, agree_table = X.token_agreement_table(bundle.samples, token_results)
+methods = list(agree_table.index)
 for m in methods:
     summary[f"rho_tokens_{m}_median"] = float(agree_table.loc[m, "median"])
 fig, ax = plt.subplots(figsize=(7, 3.4))
@@ -218,14 +203,10 @@ print(f"Agreement is at best moderate: the highest median ρ is {agree_table.loc
 
 # %%
 t0 = time.time()
-ig_parts = [X.integrated_gradients(mosi_model, b, ["text_context", "audio", "vision"], n_steps=ig_steps)
-            for b in explain_loader]
+ig_parts = X.integrated_gradients_loader(mosi_model, explain_loader, ["text_context", "audio", "vision"], ig_steps)
 timings["mosi_modality_ig_s"] = time.time() - t0
-ig_sums = pd.DataFrame({"sample_id": [i for p in ig_parts for i in p.ids],
-                        **{X.CSV_NAMES.get(m, m): np.concatenate([p.attributions[m].reshape(len(p.ids), -1).sum(1)
-                                                                  for p in ig_parts])
-                           for m in ["text_context", "audio", "vision"]}})
-merged = ig_sums.merge(mosi_contrib, on="sample_id", suffixes=("_ig", "_ablation"))
+merged = X.modality_sums(ig_parts, ["text_context", "audio", "vision"]).merge(
+    mosi_contrib, on="sample_id", suffixes=("_ig", "_ablation"))
 cross_check = pd.Series({m: X.spearman(merged[f"{m}_ig"], merged[f"{m}_ablation"])
                          for m in ["text_context", "audio", "visual"]}, name="ρ(IG sum, ablation)")
 summary.update({f"rho_ig_vs_ablation_{m}": float(v) for m, v in cross_check.items()})
@@ -275,17 +256,12 @@ print(f"test accuracy {rav_metrics['acc']:.3f} (chance 0.125), macro F1 {rav_met
 # ### Modality contributions on RAVDESS: text should be ~0
 
 # %%
-rav_contrib = X.modality_ablation_loader(rav_model, rav_loader)
-rav_preds = predict(rav_model, rav_loader).set_index("id")
-rav_contrib["label"] = rav_preds.loc[rav_contrib["sample_id"], "label"].to_numpy()
-rav_contrib["predicted"] = rav_preds.loc[rav_contrib["sample_id"], "pred"].to_numpy()
+rav_contrib = X.with_predictions(X.modality_ablation_loader(rav_model, rav_loader), rav_model, rav_loader)
 rav_mods = [X.CSV_NAMES.get(m, m) for m in rav_model.modalities]
 fig = P.plot_modality_heatmap(rav_contrib, rav_mods, sort_by=("label", "prediction"), label_names=emotions,
                               title="RAVDESS test actors: contribution to the predicted emotion's logit")
 save_figure(fig, "attribution_modality_heatmap_ravdess", reports_dir)
-rav_table = rav_contrib.groupby(rav_contrib["label"].map(dict(enumerate(emotions))))[rav_mods].apply(
-    lambda f: f.abs().mean())
-rav_table.loc["all"] = rav_contrib[rav_mods].abs().mean()
+rav_table = X.contribution_by_class(rav_contrib, rav_mods, emotions)
 for m in rav_mods:
     summary[f"ravdess_mean_abs_contribution_{m}"] = float(rav_table.loc["all", m])
 rav_table.round(3)
@@ -317,21 +293,15 @@ t0 = time.time()
 audio_groups = ravdess.meta.modalities["audio"].groups
 au_groups = ravdess.meta.modalities["vision"].groups
 step_s = 1.0 / ravdess.meta.modalities["audio"].rate_hz
-rav_ig = [X.integrated_gradients(rav_model, b, ["audio", "vision"], n_steps=ig_steps)
-          for b in make_loader(rav_test, rav_model.modalities, batch_size=16)]
+rav_ig = X.integrated_gradients_loader(rav_model, make_loader(rav_test, rav_model.modalities, batch_size=16),
+                                       ["audio", "vision"], ig_steps, progress=not smoke)
 timings["ravdess_ig_s"] = time.time() - t0
-audio_totals = pd.concat([X.group_totals(p, "audio", audio_groups) for p in rav_ig], ignore_index=True)
-au_totals = pd.concat([X.group_totals(p, "vision", au_groups) for p in rav_ig], ignore_index=True)
-audio_totals["emotion"] = [emotions[k] for k in rav_test.labels]
-au_totals["emotion"] = audio_totals["emotion"]
-rav_delta = np.concatenate([p.delta for p in rav_ig])
-rav_gap = np.concatenate([p.prediction - p.baseline_prediction for p in rav_ig])
-summary["ravdess_ig_median_relative_delta"] = float(np.median(np.abs(rav_delta) / np.maximum(np.abs(rav_gap), 1e-6)))
-group_time = {}
-for p in rav_ig:
-    for i, sid in enumerate(p.ids):
-        names, values = X.group_time_attribution(p.sample(i, "audio"), audio_groups)
-        group_time[sid] = {"audio": (names, values, step_s)}
+audio_totals = X.group_totals(rav_ig, "audio", audio_groups)
+au_totals = X.group_totals(rav_ig, "vision", au_groups)
+audio_totals["emotion"] = au_totals["emotion"] = [emotions[k] for k in rav_test.labels]
+rav_relative_delta = X.relative_deltas(rav_ig)
+summary["ravdess_ig_median_relative_delta"] = float(np.median(rav_relative_delta))
+group_time = X.group_time_by_sample(rav_ig, "audio", audio_groups, step_s)
 fig, axes = plt.subplots(len(shown), 1, figsize=(11, 2.2 * len(shown)), squeeze=False)
 for ax, s in zip(axes[:, 0], rav_bundle.samples):
     names, values, step = group_time[s.sample_id]["audio"]
@@ -346,7 +316,7 @@ fig.tight_layout()
 save_figure(fig, "attribution_audio_groups", reports_dir)
 group_share = audio_totals[list(audio_groups)].sum() / audio_totals[list(audio_groups)].sum().sum()
 summary.update({f"ravdess_audio_group_share_{g}": float(v) for g, v in group_share.items()})
-print(f"IG on {len(rav_delta)} recordings in {timings['ravdess_ig_s']:.0f} s; median |δ| / |f(x) − f(baseline)| = "
+print(f"IG on {len(rav_relative_delta)} recordings in {timings['ravdess_ig_s']:.0f} s; median |δ| / |f(x) − f(baseline)| = "
       f"{summary['ravdess_ig_median_relative_delta']:.3f}")
 group_share.sort_values(ascending=False).round(3).to_frame("share of total |IG| (audio)")
 
@@ -356,14 +326,7 @@ group_share.sort_values(ascending=False).round(3).to_frame("share of total |IG| 
 
 # %%
 rav_all_bundle = E.build_bundle(rav_model, rav_test, contributions=rav_contrib, group_time=group_time)
-ig_by_id = {sid: (p, i) for p in rav_ig for i, sid in enumerate(p.ids)}
-frame_rho = []
-for s in rav_all_bundle.samples:
-    if "cross/text->audio" not in s.attention:
-        continue
-    p, i = ig_by_id[s.sample_id]
-    received = A.attention_received(s.attention["cross/text->audio"])
-    frame_rho.append(X.spearman(received, np.abs(p.sample(i, "audio").sum(1))))
+frame_rho = X.frame_attention_agreement(rav_all_bundle.samples, rav_ig, "cross/text->audio", "audio")
 frame_summary = X.summarize_correlations(frame_rho)
 summary.update({f"rho_frames_text_attention_vs_ig_{k}": v for k, v in frame_summary.items()})
 print("text→audio attention received per frame vs |IG| per frame:",
