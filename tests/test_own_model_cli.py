@@ -133,3 +133,14 @@ def test_interrupted_training_resumes_to_the_same_model(tmp_path, monkeypatch):
     b = torch.load(resumed.run_dir / "model.pt", weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_notebook_07_reference_is_read_from_its_summary(tmp_path):
+    from msa_lib.studies.own_model import decision_fusion_reference
+
+    assert decision_fusion_reference(tmp_path) is None  # notebook 07 has not run
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "ravdess_decision_fusion_summary.csv").write_text(
+        "branch_or_rule,scenario,acc\naudio_whisper,noisy,10.0 ± 1.0\naudio_whisper,clean,70.6 ± 1.1\n", encoding="utf-8")
+    assert decision_fusion_reference(tmp_path) == "70.6 ± 1.1 %"
+    assert decision_fusion_reference(tmp_path, "visual_au") is None

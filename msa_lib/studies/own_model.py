@@ -94,6 +94,19 @@ def choose_settings_on_validation(features: str | Path, work: str | Path, model:
     return pd.DataFrame(rows).sort_values(["valid macro F1", "valid acc"], ascending=False).reset_index(drop=True)
 
 
+def decision_fusion_reference(reports_dir: str | Path, branch: str = "audio_whisper") -> str | None:
+    """Notebook 07's clean test accuracy of one RAVDESS branch (same test actors), as its ``mean ± std``
+    text from ``results/ravdess_decision_fusion_summary.csv``; None when notebook 07 has not run."""
+    from msa_lib.core.paths import project_path
+
+    path = project_path(reports_dir) / "results" / "ravdess_decision_fusion_summary.csv"
+    if not path.exists():
+        return None
+    summary = pd.read_csv(path)
+    row = summary[(summary["branch_or_rule"] == branch) & (summary["scenario"] == "clean")]
+    return f"{row['acc'].iloc[0]} %" if len(row) else None
+
+
 def held_out_recordings(manifest: pd.DataFrame, n: int = 4) -> list[str]:
     """A few test-actor recordings (never seen in training), one per emotion in turn."""
     test = manifest[manifest["split"] == "test"]

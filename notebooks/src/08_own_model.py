@@ -124,8 +124,9 @@ per_seed = pd.DataFrame([{"seed": r["seed"], "best_epoch": r["best_epoch"], "val
                           "test acc": r["test"]["acc"], "test macro F1": r["test"]["f1_macro"]} for r in metrics["per_seed"]])
 display(per_seed.round(4))
 test = metrics["summary"]["test"]["acc"]
-print(f"test actors, mean over seeds {seeds}: acc {100 * test['mean']:.1f} ± {100 * test['std']:.1f} % "
-      f"(notebook 07's audio branch: 70 %)")
+reference = own.decision_fusion_reference(reports_dir)
+print(f"test actors, mean over seeds {seeds}: acc {100 * test['mean']:.1f} ± {100 * test['std']:.1f} %"
+      + (f" (notebook 07's Whisper-encoder audio branch: {reference})" if reference else ""))
 display(Image(str(run_dir / "curves.png")))
 
 # %% [markdown]

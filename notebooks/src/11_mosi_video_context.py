@@ -1,8 +1,8 @@
 # %% [markdown]
 # # 11 · `mosi_standard` with the whole video as context: kernel regression on frozen e5 vectors
 #
-# Notebook 09 trains the zoo on `mosi_standard`; its best models sit at Pearson r 0.78-0.79 and MAE
-# 0.76-0.77, and their utterance context is the previous and next utterance only. MOSI videos are one
+# Notebook 09 trains the zoo on `mosi_standard` (its rows are shown beside this notebook's below, read from
+# its results), and their utterance context is the previous and next utterance only. MOSI videos are one
 # speaker's opinion of one film: the other utterances of the video say a lot about the sentiment of each
 # one (bc-LSTM's premise). This notebook measures that with a model small enough to search on the dev
 # videos in minutes on a CPU:
