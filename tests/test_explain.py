@@ -323,3 +323,6 @@ def test_frame_attention_agreement_pairs_samples_by_id():
                SimpleNamespace(sample_id="c", attention={})]  # no map: skipped
     rho = X.frame_attention_agreement(samples, parts, "cross/text->audio", "audio")
     assert rho == pytest.approx([-1.0, 1.0])
+    orphan = [SimpleNamespace(sample_id="d", attention={"cross/text->audio": rising})]  # map, but no IG
+    with pytest.raises(X.AttributionError, match="no integrated gradients"):
+        X.frame_attention_agreement(orphan, parts, "cross/text->audio", "audio")

@@ -551,14 +551,17 @@ def frame_attention_agreement(samples, parts: Sequence[SequenceAttribution], key
     """Per explained sample that has the attention map ``key`` (e.g. ``"cross/text->audio"``): Spearman ρ
     between the attention each ``modality`` step receives and that step's |IG| (features summed).
     ``samples``: :class:`~msa_lib.explain.explorer.ExplainedSample` objects; ``parts``: the IG of the same
-    samples (matched by ``sample_id``)."""
+    samples (matched by ``sample_id``; a sample with the map but no IG is an error, not a skip)."""
     from msa_lib.explain.attention import attention_received
 
     ig_by_id = {sid: (p, i) for p in parts for i, sid in enumerate(p.ids)}
     out = []
     for s in samples:
-        if key not in s.attention or s.sample_id not in ig_by_id:
+        if key not in s.attention:
             continue
+        if s.sample_id not in ig_by_id:
+            raise AttributionError(f"sample {s.sample_id!r} has the attention map {key!r} but no integrated "
+                                   "gradients: pass the IG of the same samples")
         p, i = ig_by_id[s.sample_id]
         out.append(spearman(attention_received(s.attention[key]), np.abs(p.sample(i, modality).sum(1))))
     return out

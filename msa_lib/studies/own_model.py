@@ -17,7 +17,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from msa_lib.core.paths import PROJECT_ROOT
+from msa_lib.core.paths import PROJECT_ROOT, project_path
 from msa_lib.data.sampling import stratified_clip_subset
 from msa_lib.data.sources import RAVDESS_TEST_ACTORS, ravdess_recordings
 
@@ -97,8 +97,6 @@ def choose_settings_on_validation(features: str | Path, work: str | Path, model:
 def decision_fusion_reference(reports_dir: str | Path, branch: str = "audio_whisper") -> str | None:
     """Notebook 07's clean test accuracy of one RAVDESS branch (same test actors), as its ``mean ± std``
     text from ``results/ravdess_decision_fusion_summary.csv``; None when notebook 07 has not run."""
-    from msa_lib.core.paths import project_path
-
     path = project_path(reports_dir) / "results" / "ravdess_decision_fusion_summary.csv"
     if not path.exists():
         return None
