@@ -26,15 +26,10 @@ import numpy as np
 import pytest
 
 from msa_lib.core.paths import DATA_DIR
-from msa_lib.extract import asr
-from msa_lib.extract.asr import (
-    ASRConfig,
-    ASRConfigError,
-    AudioInputError,
-    Transcriber,
-    WhisperEncoderConfig,
-    WhisperEncoderFeatures,
-)
+from msa_lib.extract import asr, whisper_models
+from msa_lib.extract.asr import ASRConfig, Transcriber
+from msa_lib.extract.errors import ASRConfigError, AudioInputError
+from msa_lib.extract.whisper_features import WhisperEncoderConfig, WhisperEncoderFeatures
 from msa_lib.extract.whisper_convert import (
     WhisperConversionError,
     convert_ctranslate2_whisper,
@@ -149,13 +144,13 @@ def encoder() -> WhisperEncoderFeatures:
 
 # ------------------------------------------------------------------------- model resolution
 def test_bundled_base_is_joined_once_and_reused():
-    folder = asr.resolve_faster_whisper_model("base")
+    folder = whisper_models.resolve_faster_whisper_model("base")
     model_bin = folder / "model.bin"
-    assert model_bin.stat().st_size == asr.BUNDLED_BASE_MODEL_BYTES
-    assert (folder / "model.bin.sha256").read_text().strip() == asr.BUNDLED_BASE_MODEL_SHA256
+    assert model_bin.stat().st_size == whisper_models.BUNDLED_BASE_MODEL_BYTES
+    assert (folder / "model.bin.sha256").read_text().strip() == whisper_models.BUNDLED_BASE_MODEL_SHA256
     assert {"config.json", "tokenizer.json", "vocabulary.txt"} <= {p.name for p in folder.iterdir()}
     mtime = model_bin.stat().st_mtime_ns
-    assert asr.resolve_faster_whisper_model("Systran/faster-whisper-base") == folder
+    assert whisper_models.resolve_faster_whisper_model("Systran/faster-whisper-base") == folder
     assert model_bin.stat().st_mtime_ns == mtime  # reused, not rebuilt
 
 
@@ -164,31 +159,31 @@ def test_bundled_base_rebuilds_a_damaged_cache(tmp_path, monkeypatch):
     broken = tmp_path / "models" / "faster-whisper-base"
     broken.mkdir(parents=True)
     (broken / "model.bin").write_bytes(b"half a model")
-    folder = asr.resolve_faster_whisper_model("base")
-    assert folder == broken and (folder / "model.bin").stat().st_size == asr.BUNDLED_BASE_MODEL_BYTES
+    folder = whisper_models.resolve_faster_whisper_model("base")
+    assert folder == broken and (folder / "model.bin").stat().st_size == whisper_models.BUNDLED_BASE_MODEL_BYTES
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no temp dirs left
 
 
 def test_model_resolution_paths_and_errors(tmp_path, monkeypatch):
     monkeypatch.setenv("MSA_ALLOW_DOWNLOAD", "0")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    base = asr.resolve_faster_whisper_model("base")
-    assert asr.resolve_faster_whisper_model(str(base)) == base  # a local folder is used as is
+    base = whisper_models.resolve_faster_whisper_model("base")
+    assert whisper_models.resolve_faster_whisper_model(str(base)) == base  # a local folder is used as is
     with pytest.raises(ModelNotAvailable):
-        asr.resolve_faster_whisper_model(str(tmp_path))  # a folder without model.bin
+        whisper_models.resolve_faster_whisper_model(str(tmp_path))  # a folder without model.bin
     with pytest.raises(ModelNotAvailable, match="no-such-model"):
-        asr.resolve_faster_whisper_model("Systran/faster-whisper-no-such-model")
+        whisper_models.resolve_faster_whisper_model("Systran/faster-whisper-no-such-model")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     with pytest.raises(ModelNotAvailable, match="medium"):
-        asr.resolve_openai_whisper_checkpoint("medium")
+        whisper_models.resolve_openai_whisper_checkpoint("medium")
     pt = tmp_path / "x.pt"
     pt.write_bytes(b"")
-    assert asr.resolve_openai_whisper_checkpoint(pt) == pt
+    assert whisper_models.resolve_openai_whisper_checkpoint(pt) == pt
     # an official name already in whisper's download folder is taken from there
     cached = tmp_path / "xdg" / "whisper" / "medium.pt"
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"")
-    assert asr.resolve_openai_whisper_checkpoint("medium") == cached
+    assert whisper_models.resolve_openai_whisper_checkpoint("medium") == cached
 
 
 # ------------------------------------------------------------------------------- converter
@@ -278,12 +273,12 @@ def test_converter_rejects_other_files(tmp_path):
 def test_converted_base_loads_in_openai_whisper(ow):
     import whisper
 
-    path = asr.resolve_openai_whisper_checkpoint("base")
+    path = whisper_models.resolve_openai_whisper_checkpoint("base")
     assert path.is_file() and path.suffix == ".pt"
     model = ow.model  # loaded through whisper.load_model(path)
     assert isinstance(model, whisper.model.Whisper)
     assert model.dims.n_audio_state == 512 and model.dims.n_vocab == 51865 and model.is_multilingual
-    assert asr.resolve_openai_whisper_checkpoint("base") == path  # cached, not converted again
+    assert whisper_models.resolve_openai_whisper_checkpoint("base") == path  # cached, not converted again
 
 
 # ---------------------------------------------------------------------------------- ASR

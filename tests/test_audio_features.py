@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from media_factory import harmonic_tone, mix_at_snr, white_noise
+from msa_lib.extract.errors import AudioInputError
 from msa_lib.extract.audio import (
     AudioFeatureConfig,
-    AudioInputError,
     FeatureBackendMissing,
     extract_egemaps,
     extract_prosody,
@@ -174,6 +174,16 @@ def test_input_handling():
         extract_prosody(np.zeros(0, np.float32), SR)
     with pytest.raises(AudioInputError, match="NaN"):
         extract_prosody(np.array([0.0, np.nan, 0.1], np.float32), SR)
+
+
+def test_asr_and_feature_extraction_raise_the_same_audio_error(tmp_path):
+    # one class for both (there were two of that name): a caller's `except AudioInputError` catches either
+    from msa_lib.extract.asr import load_audio_16k
+
+    for bad in (lambda: load_audio_16k(tmp_path / "missing.wav"), lambda: load_audio_16k(np.zeros(0, np.float32)),
+                lambda: extract_prosody(np.zeros(0, np.float32), SR)):
+        with pytest.raises(AudioInputError):
+            bad()
 
 
 def test_pyin_option_has_the_same_layout():

@@ -61,7 +61,8 @@ def test_every_spelling_the_three_stages_accepted(spelling, code):
 
 
 def test_each_stage_keeps_its_error_type():
-    from msa_lib.extract.asr import ASRConfig, ASRConfigError, whisper_language
+    from msa_lib.extract.asr import ASRConfig, whisper_language
+    from msa_lib.extract.errors import ASRConfigError
     from msa_lib.extract.translate import DictionaryTranslator, TranslationError
 
     with pytest.raises(KeyError, match="non-empty"):

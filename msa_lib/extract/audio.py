@@ -40,11 +40,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from msa_lib.extract.errors import AudioInputError
 from msa_lib.extract.waveform import BLOCK_SAMPLES, all_finite, release_pages, segment
 
 __all__ = [
     "AudioFeatureConfig",
-    "AudioInputError",
     "FeatureBackendMissing",
     "FEATURE_GROUPS",
     "extract_prosody",
@@ -60,10 +60,6 @@ __all__ = [
 
 DB_FLOOR = -100.0
 _EPS = 1e-10
-
-
-class AudioInputError(ValueError):
-    """The waveform given to the feature extractor is unusable (empty, non-finite, wrong shape)."""
 
 
 class FeatureBackendMissing(RuntimeError):

@@ -56,4 +56,17 @@ class NoFaceError(ExtractionError):
     n_frames: int = 0
 
 
-__all__ = ["ExtractionError", "MediaError", "MissingToolError", "NoSpeechError", "NoFaceError"]
+# Bad arguments rather than a failed clip: plain ValueErrors, raised before any work is done.
+class AudioInputError(ValueError):
+    """A waveform or sound file given to ASR or an audio feature extractor is unusable: missing,
+    undecodable, empty, non-finite, or not a 1-D mono signal."""
+
+
+class ASRConfigError(ValueError):
+    """A Whisper setting (:class:`~msa_lib.extract.asr.ASRConfig`,
+    :class:`~msa_lib.extract.whisper_features.WhisperEncoderConfig`, a precision the device lacks) has a
+    value we cannot use."""
+
+
+__all__ = ["ExtractionError", "MediaError", "MissingToolError", "NoSpeechError", "NoFaceError",
+           "AudioInputError", "ASRConfigError"]

@@ -174,7 +174,7 @@ class WhisperEncoderAudio(BuiltinExtractor):
     config_field = "whisper_encoder"
 
     def encoder(self, cfg):
-        from msa_lib.extract.asr import WhisperEncoderFeatures
+        from msa_lib.extract.whisper_features import WhisperEncoderFeatures
 
         return self.shared_model("whisper_encoder", cfg.whisper_encoder, WhisperEncoderFeatures)
 

@@ -52,7 +52,8 @@ from msa_lib.data.schema import DatasetMeta, ModalitySpec, MultimodalDataset
 from msa_lib.core.paths import cache_dir, project_path
 from msa_lib.core.pretrained import sha256_file
 from msa_lib.core.utils import get_logger, normalize_transcript
-from msa_lib.extract.asr import ASRConfig, WhisperEncoderConfig, whisper_language
+from msa_lib.extract.asr import ASRConfig, whisper_language
+from msa_lib.extract.whisper_features import WhisperEncoderConfig
 from msa_lib.extract.audio import AudioFeatureConfig, is_silent
 from msa_lib.extract.errors import ExtractionError, MediaError, MissingToolError
 from msa_lib.extract.executors import map_unordered, threads_per_worker

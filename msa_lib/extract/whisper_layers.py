@@ -1,7 +1,7 @@
 """Whisper-encoder states of *every* encoder block in one pass, cached per clip.
 
 Choosing the encoder layer by validation needs the states of all layers; running the pipeline's
-:class:`~msa_lib.extract.asr.WhisperEncoderFeatures` once per layer would cost one encoder pass per
+:class:`~msa_lib.extract.whisper_features.WhisperEncoderFeatures` once per layer would cost one encoder pass per
 layer. :class:`LayerwiseWhisper` reuses that class (same weights, windows, log-mel input and 10-Hz
 average pooling) but keeps the output of each block, so representation ``k`` (0-based block) is
 what ``WhisperEncoderConfig(layer=k)`` gives and the last one (``n_blocks``, after the final layer
@@ -26,7 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
-from msa_lib.extract.asr import WHISPER_WINDOW_SECONDS, WhisperEncoderConfig, WhisperEncoderFeatures
+from msa_lib.extract.whisper_features import WHISPER_WINDOW_SECONDS, WhisperEncoderConfig, WhisperEncoderFeatures
 from msa_lib.core.paths import cache_dir, project_path
 from msa_lib.core.utils import get_logger
 
