@@ -48,7 +48,7 @@ if str(PROJECT_ROOT) not in sys.path:
 
 import _machine  # noqa: E402
 from _machine import load_average  # noqa: E402
-from msa_lib.extract.asr import ASRConfig, DecodedSegment, Transcriber, _top  # noqa: E402
+from msa_lib.extract.asr import DecodedSegment, Transcriber, _top  # noqa: E402
 from msa_lib.extract.executors import threads_per_worker  # noqa: E402
 from msa_lib.extract.media import MediaConfig, extract_audio, extract_frames, probe  # noqa: E402
 from msa_lib.extract.pipeline import (  # noqa: E402

@@ -49,3 +49,34 @@ def test_no_study_code_below_studies():
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(("msa_lib.studies", "msa_lib.app")):
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {node.module}")
     assert not offenders, offenders
+
+
+def test_no_unused_imports_or_undefined_names():
+    """pyflakes over the library, tests, benchmarks and scripts. A line marked ``# noqa`` (a deliberate
+    re-export, an import that registers extractors) is exempt. Notebook sources are not linted here:
+    every notebook runs end to end in this suite, which catches an undefined name there."""
+    try:
+        from pyflakes.api import checkPath
+    except ImportError:
+        pytest.fail("pyflakes is missing: run `bash scripts/setup.sh` (pyflakes is in requirements.txt)")
+
+    class Collect:
+        def __init__(self):
+            self.found: list[str] = []
+
+        def unexpectedError(self, filename, message):
+            self.found.append(f"{filename}: {message}")
+
+        def syntaxError(self, filename, message, lineno, offset, text):
+            self.found.append(f"{filename}:{lineno}: {message}")
+
+        def flake(self, message):
+            line = Path(message.filename).read_text().splitlines()[message.lineno - 1]
+            if "noqa" not in line:
+                self.found.append(str(message))
+
+    report = Collect()
+    for folder in ("msa_lib", "tests", "benchmarks", "scripts"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            checkPath(str(path), report)
+    assert not report.found, "\n".join(report.found)

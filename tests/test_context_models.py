@@ -8,7 +8,7 @@ import torch
 
 from dataset_factory import make_dataset
 from msa_lib.data.splits import group_validation_split
-from msa_lib.data.torch_data import (Standardizer, VideoBatchSampler, check_videos_within_one_split, make_loader,
+from msa_lib.data.torch_data import (Standardizer, check_videos_within_one_split, make_loader,
                                      make_video_loader, utterance_order)
 from msa_lib.models import ModelConfig, build_model, compute_loss
 from msa_lib.models.context import VideoLayout

@@ -5,7 +5,6 @@ import torch
 
 from msa_lib.studies.fewshot import few_shot_training_set, stratified_sample
 from msa_lib.data.labels import BINARY_SCHEME
-from msa_lib.data.torch_data import collate
 from msa_lib.data.schema import DatasetMeta, ModalitySpec, MultimodalDataset, concat
 from msa_lib.models import ModelConfig, build_model
 

@@ -15,7 +15,6 @@ from msa_lib.extract.errors import MediaError, NoFaceError  # noqa: E402
 from msa_lib.extract.media import extract_frames  # noqa: E402
 from msa_lib.extract.visual import (  # noqa: E402
     AU_NAMES,
-    EXPRESSION_LABELS,
     KEY_LANDMARKS,
     FaceFeatureExtractor,
     VisualFeatureConfig,

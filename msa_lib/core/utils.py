@@ -6,8 +6,12 @@ import math
 import os
 import random
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # annotations only: torch is imported where it is used
+    import torch
 
 LOGGER_NAME = "msa_lib"
 

@@ -118,10 +118,15 @@ def collate(items: list[dict]) -> dict:
 
 
 def make_loader(ds: MultimodalDataset, modalities: Sequence[str] | None = None, batch_size: int = 32,
-                shuffle: bool = False, seed: int = 0, max_len: int | dict | None = None) -> DataLoader:
+                shuffle: bool = False, seed: int = 0, max_len: int | dict | None = None, num_workers: int = 0,
+                by_video: bool = False) -> DataLoader:
+    """Batches of utterances (shuffled reproducibly from ``seed``); ``by_video``: video batches of about
+    ``batch_size`` utterances (:func:`make_video_loader`), as a model with ``uses_video_context`` needs."""
+    if by_video:
+        return make_video_loader(ds, modalities, batch_size, shuffle, seed, max_len, num_workers)
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(MultimodalTorchDataset(ds, modalities, max_len), batch_size=batch_size, shuffle=shuffle,
-                      collate_fn=collate, generator=generator)
+                      collate_fn=collate, generator=generator, num_workers=num_workers)
 
 
 def batch_to(batch: dict, device: torch.device) -> dict:

@@ -130,7 +130,7 @@ def build_bundle(model, ds, indices: Sequence[int] | None = None, token_results:
     ``contributions``: a :func:`~msa_lib.explain.attribution.modality_ablation` frame (matched by
     ``sample_id``); ``group_time``: ``{sample_id: {modality: (groups, G x T, seconds per step)}}``.
     """
-    from msa_lib.train.trainer import make_loader
+    from msa_lib.data.torch_data import make_loader
     from msa_lib.explain.attention import attention_maps
     from msa_lib.explain.attribution import CSV_NAMES, target_description
 

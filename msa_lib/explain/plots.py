@@ -16,7 +16,6 @@ import numpy as np
 
 from msa_lib.core.plots import plt  # noqa: F401  (sets the headless backend first)
 import matplotlib.colors as mcolors  # noqa: E402
-from matplotlib import cm  # noqa: E402
 
 CJK_FONT_NAMES = ("Noto Sans CJK SC", "Noto Sans CJK", "Noto Sans SC", "Source Han Sans SC", "Source Han Sans CN",
                   "WenQuanYi Zen Hei", "WenQuanYi Micro Hei", "SimHei", "Microsoft YaHei", "PingFang SC",

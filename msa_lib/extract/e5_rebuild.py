@@ -23,12 +23,16 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from msa_lib.core.cache import shared
 from msa_lib.core.pretrained import ModelNotAvailable, models_cache, package_dir, sha256_file
 from msa_lib.core.utils import get_logger
+
+if TYPE_CHECKING:  # annotations only: torch is imported where it is used
+    import torch
 
 log = get_logger("extract.text")
 

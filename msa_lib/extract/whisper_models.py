@@ -22,6 +22,7 @@ import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,6 +37,10 @@ from msa_lib.core.pretrained import (
 )
 from msa_lib.core.utils import get_logger, resolve_device
 from msa_lib.extract.errors import ASRConfigError
+
+if TYPE_CHECKING:  # annotations only: the backends are imported when a model is loaded
+    import faster_whisper
+    import whisper
 
 log = get_logger("extract.whisper_models")
 

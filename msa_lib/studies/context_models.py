@@ -17,11 +17,11 @@ import pandas as pd
 import torch
 
 from msa_lib.data.schema import ModalitySpec, MultimodalDataset
-from msa_lib.data.torch_data import batch_to
+from msa_lib.data.torch_data import batch_to, make_loader
 from msa_lib.models.mctn import MCTN
 from msa_lib.models.multimodal import ModelConfig
 from msa_lib.studies.recipes import RunOutput, run_models
-from msa_lib.train.trainer import TrainConfig, evaluate, make_loader, train_model
+from msa_lib.train.trainer import TrainConfig, evaluate, train_model
 
 CONTEXT_MODEL_NAMES = ("mctn", "mctn_shared", "mctn_hierarchical", "contextual_lstm", "adamml_context")
 VIDEO_CONTEXT_MODELS = ("contextual_lstm", "adamml_context")  # the ones that read the other utterances of the video

@@ -52,13 +52,13 @@ import torch
 from msa_lib.data.labels import LabelScheme
 from msa_lib.data.sampling import cap_splits, stratified_sample
 from msa_lib.data.splits import group_validation_split
-from msa_lib.data.torch_data import Standardizer
+from msa_lib.data.torch_data import Standardizer, make_loader
 from msa_lib.evaluate.metrics import best_threshold_accuracy, binary_metrics, roc_auc
 from msa_lib.data.schema import ModalitySpec, MultimodalDataset, concat
 from msa_lib.extract.text_features import TextFeatureConfig, add_text_features
 from msa_lib.models.encoders import EncoderConfig
 from msa_lib.models.multimodal import ModelConfig, MultimodalModel, build_model_for
-from msa_lib.train.trainer import TrainConfig, fit, make_loader, predict
+from msa_lib.train.trainer import TrainConfig, fit, predict
 from msa_lib.core.utils import get_logger, set_seed
 from msa_lib.studies.fewshot import few_shot_training_set
 from msa_lib.train.contrastive import CrossLingualObjective, NCEConfig

@@ -8,7 +8,6 @@ nested data, not different luck of the draw).
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 

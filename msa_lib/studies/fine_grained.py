@@ -23,8 +23,9 @@ import pandas as pd
 from msa_lib.data.protocols import (SHIPPED_FEATURES, check_features_allowed, label_trained_marker, load_mosi_bclstm,
                                     load_mosi_standard)
 from msa_lib.data.schema import MultimodalDataset
-from msa_lib.data.torch_data import Standardizer, check_videos_within_one_split, videos_in_spoken_order
-from msa_lib.evaluate.metrics import FINE_GRAINED_METRICS, confusion_5class, f1_macro, fine_grained_metrics
+from msa_lib.data.torch_data import Standardizer, check_videos_within_one_split, make_loader, videos_in_spoken_order
+from msa_lib.evaluate.metrics import (FINE_GRAINED_METRICS,  # noqa: F401  (notebook 11 reads it here)
+                                      confusion_5class, f1_macro, fine_grained_metrics)
 from msa_lib.extract.text_features import (MOSI_TEXT, TextFeatureConfig, add_text_features, layer_pooled_vectors,
                                           video_context_vectors)
 from msa_lib.models.encoders import EncoderConfig
@@ -32,7 +33,7 @@ from msa_lib.models.heads import LossConfig
 from msa_lib.models.multimodal import ModelConfig, build_model_for
 from msa_lib.core.utils import get_logger
 from msa_lib.studies.recipes import AdaptedText, RunOutput, adapt_text_encoder, model_config, run_models
-from msa_lib.train.trainer import TrainConfig, make_loader, predict
+from msa_lib.train.trainer import TrainConfig, predict
 
 log = get_logger("fine_grained")
 

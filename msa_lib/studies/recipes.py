@@ -27,7 +27,7 @@ import torch
 from msa_lib.data.sources import load_mosi, load_zh_reviews
 from msa_lib.data.sampling import cap_splits
 from msa_lib.data.splits import group_validation_split
-from msa_lib.data.torch_data import Standardizer
+from msa_lib.data.torch_data import Standardizer, make_loader
 from msa_lib.evaluate.metrics import confusion
 from msa_lib.data.schema import ModalitySpec, MultimodalDataset
 from msa_lib.extract.text_features import MOSI_TEXT, ZH_TEXT, TextFeatureConfig, add_text_features
@@ -35,7 +35,7 @@ from msa_lib.models.encoders import EncoderConfig
 from msa_lib.models.multimodal import MODEL_REGISTRY, ModelConfig
 from msa_lib.core.paths import cache_dir
 from msa_lib.core.utils import get_logger, set_seed
-from msa_lib.train.trainer import TrainConfig, evaluate, make_loader, predict, train_model
+from msa_lib.train.trainer import TrainConfig, evaluate, predict, train_model
 
 log = get_logger("recipes")
 

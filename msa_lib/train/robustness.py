@@ -14,8 +14,8 @@ import pandas as pd
 import torch
 
 from msa_lib.data.labels import LabelScheme
-from msa_lib.data.torch_data import batch_to
-from msa_lib.train.trainer import _scheme, make_loader, metrics_from_predictions, output_rows
+from msa_lib.data.torch_data import batch_to, make_loader
+from msa_lib.train.trainer import _scheme, metrics_from_predictions, output_rows
 
 DEFAULT_NOISE_LEVELS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 

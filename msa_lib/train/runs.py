@@ -40,11 +40,10 @@ from msa_lib.data.labels import CLASS_NAMES, LabelScheme, scores_to_classes
 from msa_lib.data.run_folder import RunError, read_run_header, run_header
 from msa_lib.data.schema import MultimodalDataset
 from msa_lib.data.splits import assert_disjoint_groups
-from msa_lib.data.torch_data import Standardizer
+from msa_lib.data.torch_data import Standardizer, make_loader
 from msa_lib.evaluate.metrics import confusion
-from msa_lib.models.heads import LossConfig
 from msa_lib.models.multimodal import MODEL_NAMES, ModelConfig, MultimodalModel, build_model_for
-from msa_lib.train.trainer import TrainConfig, TrainingError, make_loader, metrics_from_predictions, predict, train_model
+from msa_lib.train.trainer import TrainConfig, metrics_from_predictions, predict, train_model
 
 log = get_logger("runs")
 

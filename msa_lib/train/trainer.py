@@ -30,11 +30,10 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from msa_lib.data.labels import LabelScheme
-from msa_lib.data.torch_data import MultimodalTorchDataset, batch_to, collate, make_video_loader
+from msa_lib.data.torch_data import batch_to, make_loader  # make_loader is part of this stage's API too
 from msa_lib.evaluate.metrics import binary_metrics, classification_metrics, regression_metrics
 from msa_lib.models.heads import LossConfig, compute_loss
 from msa_lib.train.objectives import Objective, SupervisedObjective
@@ -102,19 +101,6 @@ class StepStats:
     output: ModelOutput | None = None
     parts: dict = field(default_factory=dict)  # named loss terms of the objective
     batch: object = None  # the batch on the model's device
-
-
-# ---------------------------------------------------------------------------------------------- loaders
-def make_loader(ds, modalities: Sequence[str] | None = None, batch_size: int = 32, shuffle: bool = False,
-                seed: int = 0, max_len=None, num_workers: int = 0, by_video: bool = False) -> DataLoader:
-    """Like :func:`msa_lib.data.torch_data.make_loader`, with ``num_workers``; ``by_video``: video
-    batches of about ``batch_size`` utterances (:func:`~msa_lib.data.torch_data.make_video_loader`), as
-    a model with ``uses_video_context`` needs."""
-    if by_video:
-        return make_video_loader(ds, modalities, batch_size, shuffle, seed, max_len, num_workers)
-    generator = torch.Generator().manual_seed(seed)
-    return DataLoader(MultimodalTorchDataset(ds, modalities, max_len), batch_size=batch_size, shuffle=shuffle,
-                      collate_fn=collate, generator=generator, num_workers=num_workers)
 
 
 def _grad_norm(parameters) -> float:

@@ -27,7 +27,7 @@ from msa_lib.data.sources import (RAVDESS_EMOTIONS, RAVDESS_TEST_ACTORS, load_ra
                                   ravdess_recordings)
 from msa_lib.data.splits import assert_disjoint_groups, group_validation_split
 from msa_lib.data.schema import MultimodalDataset
-from msa_lib.data.sampling import stratified_clip_subset
+from msa_lib.data.sampling import stratified_clip_subset  # noqa: F401  (re-exported for notebook 07)
 from msa_lib.extract.prosody import PROSODY_FUNCTIONALS, extract_prosody_features
 from msa_lib.core.utils import get_logger
 
