@@ -377,3 +377,47 @@ def test_two_level_training_on_one_utterance_level_model(videos, recorded_fits):
     spec = run.dataset.meta.modalities["level1_mctn_shared"]
     assert spec.level == "utterance" and run.dataset.lengths("level1_mctn_shared").max() == 1
     assert spec.extractor["input"] == "text+audio"
+
+
+# ---------------------------------------------------------------------------------------------- video-context probe
+def test_mean_of_other_utterances_by_hand():
+    from msa_lib.studies.context_models import mean_of_other_utterances
+
+    x = np.array([[1.0, 10.0], [3.0, 30.0], [7.0, 70.0], [5.0, 50.0]])
+    out = mean_of_other_utterances(x, ["a", "a", "b", "a"])
+    # video a = rows 0, 1, 3: each row gets the mean of the other two; video b has one utterance: zeros
+    np.testing.assert_allclose(out, [[4.0, 40.0], [3.0, 30.0], [0.0, 0.0], [2.0, 20.0]])
+
+
+def _video_sentiment_dataset(n_videos=60, per_video=6, seed=0):
+    """Binary labels shared by every utterance of a video; each utterance's one-vector state is the
+    label's sign buried in noise, so the other utterances of the video say more than the utterance."""
+    from msa_lib.data.labels import BINARY_SCHEME
+    from msa_lib.data.schema import DatasetMeta, ModalitySpec, MultimodalDataset
+
+    rng = np.random.default_rng(seed)
+    video_label = rng.integers(0, 2, n_videos)
+    labels = np.repeat(video_label, per_video)
+    group = np.repeat([f"v{v}" for v in range(n_videos)], per_video)
+    quarter = n_videos // 4
+    split_of_video = np.array(["train"] * (2 * quarter) + ["valid"] * quarter + ["test"] * (n_videos - 3 * quarter))
+    states = [np.array([[2.0 * y - 1.0 + 2.5 * rng.standard_normal(), rng.standard_normal()]], np.float32) for y in labels]
+    meta = DatasetMeta("video sentiment", {"state": ModalitySpec(2, level="utterance")}, BINARY_SCHEME)
+    return MultimodalDataset.build(meta, [f"{g}_{i}" for i, g in enumerate(group)], {"state": states},
+                                   split=np.repeat(split_of_video, per_video), group=group, labels=labels)
+
+
+def test_video_context_probe_finds_context_that_is_there_and_refuses_bad_input(videos):
+    from msa_lib.studies.context_models import PROBE_C_GRID, video_context_probe
+
+    rows = {r["inputs"]: r for r in video_context_probe(_video_sentiment_dataset(), "state")}
+    assert set(rows) == {"utterance", "utterance + video"}
+    for row in rows.values():
+        assert row["C"] in PROBE_C_GRID and 0 <= row["acc2_valid"] <= 1 and {"acc2", "f1_macro"} <= set(row)
+    assert rows["utterance + video"]["acc2"] > rows["utterance"]["acc2"] + 0.1  # the video decides the label here
+    with pytest.raises(ValueError, match="binary"):
+        video_context_probe(videos, "text")  # MOSI-scale regression labels
+    binary = _video_sentiment_dataset()
+    binary.meta.modalities["state"].level = "sequence"
+    with pytest.raises(ValueError, match="one vector per utterance"):
+        video_context_probe(binary, "state")

@@ -24,6 +24,9 @@ SECTIONS = (
      "level as the bc-LSTM release does (one per modality, then one over their states; epochs chosen on "
      "validation), and over the states of MCTN-shared, the best non-contextual model (notebook 11)",
      ("experiment", "inputs"), ("acc2", "f1_macro", "f1_weighted")),
+    ("mosi_bclstm_context_probe_summary.csv", "CMU-MOSI (`mosi_bclstm`), test: is there video context to use? "
+     "Logistic regression on an utterance's vector alone and beside the mean vector of the other utterances of "
+     "its video, C chosen on validation (notebook 11)", ("features", "inputs"), ("acc2_valid", "acc2", "f1_macro")),
     ("mosi_ablation_summary.csv", "CMU-MOSI modality ablation, early fusion (notebook 03)", None, ("acc2", "f1_macro")),
     ("cross_lingual_summary.csv", "Cross-lingual transfer English -> Chinese (notebook 04; acc_best_threshold "
      "picks the threshold on the test labels: a ceiling for prior correction, not a result)", None,

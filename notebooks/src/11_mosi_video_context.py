@@ -249,6 +249,7 @@ if two_level_seeds:
     two_level_table = ResultsTable("mosi_bclstm_two_level", key=("experiment", "inputs", "seed"),
                                    folder=results_dir(reports_dir))
     own_config = replace(RELEASE_CONTEXT_CONFIG, encoders={"text": ADAPTED_TEXT_ENCODER})
+    mctn_level1 = {}  # seed -> the dataset with MCTN-shared's level-1 states (for the probe below)
     for seed in two_level_seeds:
         runs = [two_level_contextual(bclstm, BCLSTM_SHIPPED_INPUTS, seed, two_level_train, experiment="shipped features")]
         if bclstm_seeds:
@@ -257,6 +258,7 @@ if two_level_seeds:
             runs.append(two_level_contextual(crossfit.full.dataset, MOSI_CONTEXT_INPUTS["mctn_shared"], seed,
                                              bclstm_train, bclstm_config, experiment="own features on MCTN-shared",
                                              level1_model="mctn_shared"))
+            mctn_level1[seed] = runs[-1].dataset
         for run in runs:
             for row in run.rows:
                 two_level_table.add(**row)
@@ -268,3 +270,36 @@ if two_level_seeds:
     print(f"published (shipped features): {fg.BCLSTM_PUBLISHED.acc2.iloc[0]:.1f} %")
     if bclstm_seeds and zoo_path.exists():
         print(f"to beat (own features): {best_plain.model} {best_plain.acc2}")
+
+# %% [markdown]
+# ## Is there video context to use? A linear probe
+#
+# Level 2 above adds nothing to MCTN-shared. Is that the LSTM's fault, or does the rest of the video carry
+# no information that the utterance's own vector lacks? `context_models.video_context_probe` asks the
+# simplest question. It fits two logistic regressions on the train utterances. One reads the utterance's
+# vector alone. The other also reads the mean vector of the other utterances of the same video. Both choose
+# C on the validation videos. The probe runs on three kinds of vector: the shipped text-CNN vectors, the
+# frozen e5 sentence vectors, and MCTN-shared's level-1 states (one per seed, from the section above).
+# If the second regression does not beat the first on test, the video context that a contextual LSTM
+# could use is not linearly there in these vectors. One caution: the validation videos are bc-LSTM train
+# videos, and the shipped text-CNN was trained on their labels (`data/README.md`), so its validation
+# accuracy is near 100 % and cannot choose C. For that row only the test column means anything.
+
+# %%
+from msa_lib.studies.context_models import video_context_probe
+
+if two_level_seeds and bclstm_seeds:
+    probe_table = ResultsTable("mosi_bclstm_context_probe", key=("features", "inputs", "seed"),
+                               folder=results_dir(reports_dir))
+    probes = [("shipped text-CNN", bclstm, "text_cnn", 0), ("frozen e5 sentence vector", bclstm, "text_pooled", 0)]
+    probes += [("MCTN-shared level-1 state", data, "level1_mctn_shared", seed) for seed, data in mctn_level1.items()]
+    for features, data, modality, seed in probes:
+        for row in video_context_probe(data, modality):
+            probe_table.add(features=features, seed=seed, **row)
+    probe_table.save()
+    probe_summary = pd.read_csv(probe_table.path.with_name("mosi_bclstm_context_probe_summary.csv"))
+    display(probe_summary[["features", "inputs", "n_seeds", "acc2_valid", "acc2", "f1_macro"]])
+    gain = probe_summary.pivot(index="features", columns="inputs", values="acc2_mean")
+    for features, row in gain.iterrows():
+        print(f"{features}: the video context moves test Acc-2 by "
+              f"{100 * (row['utterance + video'] - row['utterance']):+.1f} points")
