@@ -381,10 +381,10 @@ def test_two_level_training_on_one_utterance_level_model(videos, recorded_fits):
 
 # ---------------------------------------------------------------------------------------------- video-context probe
 def test_mean_of_other_utterances_by_hand():
-    from msa_lib.studies.context_models import mean_of_other_utterances
+    from msa_lib.extract.text_features import mean_of_other_utterances
 
     x = np.array([[1.0, 10.0], [3.0, 30.0], [7.0, 70.0], [5.0, 50.0]])
-    out = mean_of_other_utterances(x, ["a", "a", "b", "a"])
+    out = mean_of_other_utterances(x, [[0, 1, 3], [2]])  # videos a = rows 0, 1, 3 and b = row 2
     # video a = rows 0, 1, 3: each row gets the mean of the other two; video b has one utterance: zeros
     np.testing.assert_allclose(out, [[4.0, 40.0], [3.0, 30.0], [0.0, 0.0], [2.0, 20.0]])
 

@@ -18,7 +18,7 @@ import hashlib
 import json
 import pickle
 from dataclasses import asdict, dataclass, replace
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -154,15 +154,27 @@ def video_context_vectors(ds: MultimodalDataset, vectors: np.ndarray) -> tuple[n
     if len(vectors) != len(ds):
         raise ValueError(f"{len(vectors)} vectors for {len(ds)} utterances of {ds.meta.name}")
     vectors = np.asarray(vectors, np.float32)
-    video, neighbours = np.zeros_like(vectors), np.zeros_like(vectors)
-    for members in videos_in_spoken_order(ds.group, ds.ids):
+    videos = videos_in_spoken_order(ds.group, ds.ids)
+    video, neighbours = mean_of_other_utterances(vectors, videos), np.zeros_like(vectors)
+    for members in videos:
         members = np.array(members)
-        total = vectors[members].sum(0)
-        video[members] = (total - vectors[members]) / max(len(members) - 1, 1)
         previous = np.concatenate([members[:1], members[:-1]])
         following = np.concatenate([members[1:], members[-1:]])
         neighbours[members] = vectors[previous] + vectors[following]
     return l2_normalize(video), l2_normalize(neighbours)
+
+
+def mean_of_other_utterances(vectors: np.ndarray, videos: Iterable[Sequence[int]]) -> np.ndarray:
+    """Per row, the mean of the rows of the *other* utterances of its video (zeros for a video of one
+    utterance), in the dtype of ``vectors``. ``videos``: each video's row indices
+    (:func:`~msa_lib.data.torch_data.videos_in_spoken_order`); a video must lie within one split for a
+    test utterance's context to hold test utterances only."""
+    vectors = np.asarray(vectors)
+    out = np.zeros_like(vectors)
+    for members in videos:
+        members = np.array(members)
+        out[members] = (vectors[members].sum(0) - vectors[members]) / max(len(members) - 1, 1)
+    return out
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:

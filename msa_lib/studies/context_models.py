@@ -18,8 +18,10 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from msa_lib.data.schema import ModalitySpec, MultimodalDataset
-from msa_lib.data.torch_data import batch_to, check_videos_within_one_split, make_loader
+from msa_lib.data.torch_data import (batch_to, check_videos_within_one_split, make_loader,
+                                     videos_in_spoken_order)
 from msa_lib.evaluate.metrics import binary_metrics
+from msa_lib.extract.text_features import mean_of_other_utterances
 from msa_lib.models.mctn import MCTN
 from msa_lib.models.multimodal import ModelConfig
 from msa_lib.studies.recipes import RunOutput, run_models
@@ -157,33 +159,22 @@ def two_level_contextual(ds: MultimodalDataset, inputs: Sequence[str], seed: int
 PROBE_C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
 
 
-def mean_of_other_utterances(features: np.ndarray, videos: Sequence[str]) -> np.ndarray:
-    """Per row, the mean of the rows of the *other* utterances of its video (zeros for a video of one
-    utterance). Videos never span splits here (the caller's dataset is checked), so a test utterance's
-    context is made of test utterances only."""
-    features, videos = np.asarray(features, dtype=np.float64), np.asarray(videos)
-    out = np.zeros_like(features)
-    for video in pd.unique(videos):
-        rows = np.flatnonzero(videos == video)
-        if len(rows) > 1:
-            out[rows] = (features[rows].sum(axis=0) - features[rows]) / (len(rows) - 1)
-    return out
-
-
 def video_context_probe(ds: MultimodalDataset, modality: str, Cs: Sequence[float] = PROBE_C_GRID) -> list[dict]:
     """Does the rest of the video add *linear* information to an utterance's state? Two logistic
     regressions on ``modality`` (one vector per utterance, e.g. a level-1 state of
     :func:`two_level_contextual`), fitted on the train utterances: ``"utterance"`` reads the state alone,
     ``"utterance + video"`` the state next to the mean state of the other utterances of its video
-    (:func:`mean_of_other_utterances`). ``C`` is chosen on validation accuracy (the smaller C on a tie);
-    each row gives the chosen C, the validation accuracy and the test metrics. Binary labels only."""
+    (:func:`~msa_lib.extract.text_features.mean_of_other_utterances`). ``C`` is chosen on validation
+    accuracy (the smaller C on a tie); each row gives the chosen C, the validation accuracy and the test
+    metrics. Binary labels only."""
     if ds.meta.labels.kind != "binary":
         raise ValueError(f"video_context_probe needs binary labels, {ds.meta.name} has {ds.meta.labels.kind!r}")
     if ds.meta.modalities[modality].level != "utterance":
         raise ValueError(f"video_context_probe reads one vector per utterance; {modality!r} is a sequence")
     check_videos_within_one_split(ds)
     own = np.concatenate([np.asarray(x, dtype=np.float64).reshape(1, -1) for x in ds.features[modality]])
-    inputs = {"utterance": own, "utterance + video": np.hstack([own, mean_of_other_utterances(own, ds.group)])}
+    video = mean_of_other_utterances(own, videos_in_spoken_order(ds.group, ds.ids))
+    inputs = {"utterance": own, "utterance + video": np.hstack([own, video])}
     labels, split = np.asarray(ds.labels).astype(int), np.asarray(ds.split)
     parts = {name: split == name for name in ("train", "valid", "test")}
     rows = []

@@ -39,11 +39,11 @@ import torch
 from msa_lib.core.paths import cache_dir
 from msa_lib.core.utils import get_logger, set_seed
 from msa_lib.data.schema import MultimodalDataset, concat
+from msa_lib.data.torch_data import make_loader
 from msa_lib.models.encoders import EncoderConfig, advance_hidden_states
 from msa_lib.models.multimodal import ModelConfig, MultimodalModel, build_model_for
 from msa_lib.studies.crosslingual import TEXT, TRANSLATION, adjust_posteriors, em_prior, scores
 from msa_lib.studies.fewshot import target_sample
-from msa_lib.data.torch_data import make_loader
 from msa_lib.train.trainer import TrainConfig, fit, predict
 
 log = get_logger("self_training")
