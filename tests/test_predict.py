@@ -249,3 +249,23 @@ def test_cli_text(model_dir, capsys):
     rc = main(["predict", "--model-dir", str(model_dir), "--text", ZH_POSITIVE, EN_POSITIVE])
     err = capsys.readouterr().err
     assert rc != 0 and "not both" in err and "repeat the flag" in err and EN_POSITIVE in err
+
+
+def test_train_default_writes_a_usable_model_into_a_new_folder(tmp_path):
+    """``msa train-default --out NEW`` on small real subsets: the fine-grained English numbers are measured
+    through the written folder, so the folder must load before its final metrics exist (it once failed
+    on a folder without metrics.json and passed only where an old model already lay)."""
+    import torch
+
+    from msa_lib.predict.train_default import main as train_default_main
+
+    torch.set_num_threads(1)
+    out = tmp_path / "fresh" / "model"
+    assert train_default_main(["--out", str(out), "--max-text-per-language", "40", "--max-audio-clips", "48",
+                               "--max-face-subjects", "6"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["trained_with_limits"] is True
+    assert metrics["text"]["test_fine_grained"]["en"]["n"] > 0
+    assert (out / "MODEL_CARD.md").is_file()
+    scored = Predictor.load(out).score_texts(["what a wonderful film"], language="en")
+    assert len(scored) == 1 and -1.0 <= scored[0]["score"] <= 1.0

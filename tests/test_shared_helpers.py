@@ -1,12 +1,15 @@
-"""The process-wide model cache (msa_lib.core.cache) and the one language-code normaliser."""
+"""The process-wide model cache (msa_lib.core.cache), the one language-code normaliser and the one rule
+that picks a hyper-parameter from held-out scores (msa_lib.core.selection)."""
 from __future__ import annotations
 
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from msa_lib.core import cache
+from msa_lib.core.selection import best_setting
 from msa_lib.core.utils import normalize_language
 
 
@@ -78,3 +81,26 @@ def test_each_stage_keeps_its_error_type():
         translator.translate(["hello"], "", "zh")
     with pytest.raises(TranslationError, match="not supported"):
         translator.translate(["hello"], "fr", "zh")
+
+
+def test_best_setting_takes_the_best_score_and_the_smallest_setting_on_a_tie():
+    assert best_setting({0.01: 0.70, 0.1: 0.75, 1.0: 0.72}) == 0.1
+    assert best_setting({1.0: 0.75, 0.1: 0.75, 10.0: 0.60}) == 0.1  # grid order does not matter
+    assert best_setting({0.1: 0.30, 1.0: 0.25, 3.0: 0.25}, lower_is_better=True) == 1.0  # an error: lowest wins
+    assert best_setting({0.1: float("nan"), 1.0: 0.5}) == 1.0  # NaN never wins
+    assert best_setting({0.1: float("nan")}) == 0.1
+    with pytest.raises(ValueError, match="at least one"):
+        best_setting({})
+
+
+def test_best_setting_agrees_with_the_expressions_it_replaced():
+    """The studies and the default model used ``max(grid, key=lambda c: (s[c], -c))``, the first maximum
+    of an ascending grid, and ``min(grid, key=lambda a: (s[a], a))``; on ascending grids with many ties
+    ``best_setting`` picks the same settings."""
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        grid = sorted(set(np.round(rng.uniform(0.001, 10.0, rng.integers(1, 7)), 3).tolist()))
+        scores = {c: float(rng.integers(0, 4)) / 4 for c in grid}  # few distinct values: ties are common
+        assert best_setting(scores) == max(grid, key=lambda c: (scores[c], -c))
+        assert best_setting(scores) == grid[int(np.argmax([scores[c] for c in grid]))]
+        assert best_setting(scores, lower_is_better=True) == min(grid, key=lambda a: (scores[a], a))

@@ -33,6 +33,8 @@ from typing import Sequence
 
 import numpy as np
 
+from msa_lib.core.selection import best_setting
+
 __all__ = [
     "FusionInputError",
     "check_probs",
@@ -298,7 +300,7 @@ class StackingRule(FusionRule):
             for C in self.C_grid:
                 hits = sum(int(np.sum(self._model(C).fit(X[a], y[a]).predict(X[b]) == y[b])) for a, b in folds)
                 scores[C] = hits / len(y)
-            self.C_ = max(self.C_grid, key=lambda c: (scores[c], -c))  # ties -> stronger regularisation
+            self.C_ = best_setting(scores)  # ties -> stronger regularisation
             self.cv_acc_ = scores[self.C_]
         self.model_ = self._model(self.C_).fit(X, y)
         self.classes_ = self.model_.classes_

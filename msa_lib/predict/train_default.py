@@ -39,6 +39,7 @@ import numpy as np
 from msa_lib.data.labels import CLASS_NAMES, rescale_score
 from msa_lib.data.run_folder import run_header
 from msa_lib.core.paths import project_path
+from msa_lib.core.selection import best_setting
 from msa_lib.core.utils import get_logger
 
 log = get_logger("predict.train")
@@ -172,14 +173,14 @@ def train_text(data: dict, seed: int = 0) -> tuple[dict, dict]:
             valid = {a: float(np.mean(np.abs(linear_value(ridge_arrays(fit_ridge(d["X"][tr], d["score"][tr], a)),
                                                           d["X"][va]) - d["score"][va])))
                      for a in TEXT_RIDGE_ALPHA_GRID}
-            best = min(TEXT_RIDGE_ALPHA_GRID, key=lambda a: (valid[a], a))
+            best = best_setting(valid, lower_is_better=True)  # ties -> the smaller alpha
             branch = ridge_arrays(fit_ridge(d["X"][fit], d["score"][fit], best))
             metrics["alpha"] = best
             metrics["valid_mae_by_alpha"] = {str(a): round(v, 4) for a, v in valid.items()}
         else:
             valid = {C: heldout_metrics(d["y"][va], linear_proba(linear_arrays(fit_logreg(d["X"][tr], d["y"][tr], C, seed=seed)),
                                                                  d["X"][va]))["balanced_acc"] for C in TEXT_C_GRID}
-            best = max(TEXT_C_GRID, key=lambda c: (valid[c], -c))
+            best = best_setting(valid)
             branch = linear_arrays(fit_logreg(d["X"][fit], d["y"][fit], best, seed=seed))
             metrics["C"] = best
             metrics["valid_balanced_acc_by_C"] = {str(c): round(v, 4) for c, v in valid.items()}
@@ -248,7 +249,7 @@ def train_audio(data: dict, seed: int = 0) -> tuple[dict, dict]:
             arrays = linear_arrays(fit_logreg(X[tr[fit]], target[tr[fit]], C, class_weight="balanced", seed=seed))
             scores.append(heldout_metrics(target[tr[held]], linear_proba(arrays, X[tr[held]]))["balanced_acc"])
         cv[C] = float(np.mean(scores))
-    best_C = max(AUDIO_C_GRID, key=lambda c: (cv[c], -c))
+    best_C = best_setting(cv)
     arrays = linear_arrays(fit_logreg(X[tr], target[tr], best_C, class_weight="balanced", seed=seed))
     test_rows = np.flatnonzero(data["test"])
     scores = 2 * linear_proba(arrays, X[test_rows]) - 1
@@ -322,7 +323,7 @@ def _face_fit(data: dict, rows: np.ndarray, seed: int) -> tuple[dict, float, dic
         scores = [heldout_metrics(y[rows[held]], linear_proba(fit(rows[part], C), X[rows[held]]))["balanced_acc"]
                   for part, held in folds]
         cv[C] = float(np.mean(scores))
-    best_C = max(FACE_C_GRID, key=lambda c: (cv[c], -c))
+    best_C = best_setting(cv)
     return fit(rows, best_C), best_C, cv
 
 
@@ -452,7 +453,10 @@ def train_default(out_dir: str | Path | None = None, max_text_per_language: int 
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
     }
     (out / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
-    # the fine-grained English numbers go through the written folder, as msa predict reads it
+    # the fine-grained English numbers go through the written folder, as msa predict reads it; the
+    # loader wants a complete run folder, so the metrics so far are written first (a new --out folder
+    # has none yet, and an old folder's metrics.json would describe another model)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     t0 = time.perf_counter()
     text_metrics["test_fine_grained"] = {"en": text_fine_grained_metrics(out, tdata)}
     log.info("text (en, fine-grained, %.0f s): %s", time.perf_counter() - t0,

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 from sklearn.linear_model import LogisticRegression
 
+from msa_lib.core.selection import best_setting
 from msa_lib.data.schema import ModalitySpec, MultimodalDataset
 from msa_lib.data.torch_data import (batch_to, check_videos_within_one_split, make_loader,
                                      videos_in_spoken_order)
@@ -179,9 +180,9 @@ def video_context_probe(ds: MultimodalDataset, modality: str, Cs: Sequence[float
     parts = {name: split == name for name in ("train", "valid", "test")}
     rows = []
     for name, x in inputs.items():
-        fitted = [LogisticRegression(C=C, max_iter=5000).fit(x[parts["train"]], labels[parts["train"]]) for C in Cs]
-        valid = [float(np.mean(m.predict(x[parts["valid"]]) == labels[parts["valid"]])) for m in fitted]
-        best = int(np.argmax(valid))  # first maximum: the smallest C among ties
+        fitted = {C: LogisticRegression(C=C, max_iter=5000).fit(x[parts["train"]], labels[parts["train"]]) for C in Cs}
+        valid = {C: float(np.mean(m.predict(x[parts["valid"]]) == labels[parts["valid"]])) for C, m in fitted.items()}
+        best = best_setting(valid)
         test = binary_metrics(labels[parts["test"]], fitted[best].predict(x[parts["test"]]))
-        rows.append({"inputs": name, "C": Cs[best], "acc2_valid": valid[best], **test})
+        rows.append({"inputs": name, "C": best, "acc2_valid": valid[best], **test})
     return rows

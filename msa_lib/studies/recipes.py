@@ -252,6 +252,7 @@ def linear_baselines(ds: MultimodalDataset, feature_sets: dict[str, Sequence[str
     from sklearn.preprocessing import StandardScaler
 
     from msa_lib.evaluate.metrics import binary_metrics
+    from msa_lib.core.selection import best_setting
 
     def matrix(part, mods):
         return np.hstack([np.stack([np.nan_to_num(np.nanmean(a, axis=0)) if len(a) else np.zeros(a.shape[1])
@@ -262,8 +263,8 @@ def linear_baselines(ds: MultimodalDataset, feature_sets: dict[str, Sequence[str
     rows = [{"model": "majority class", **binary_metrics(test.labels, np.full(len(test), majority))}]
     for name, mods in feature_sets.items():
         xtr, xva, xte = (matrix(p, mods) for p in (train, valid, test))
-        best = max(cs, key=lambda c: make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000))
-                   .fit(xtr, train.labels).score(xva, valid.labels))
+        best = best_setting({c: make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000))
+                             .fit(xtr, train.labels).score(xva, valid.labels) for c in cs})
         clf = make_pipeline(StandardScaler(), LogisticRegression(C=best, max_iter=3000)).fit(xtr, train.labels)
         rows.append({"model": f"logistic regression: {name} (C={best:g})", **binary_metrics(test.labels, clf.predict(xte))})
     return pd.DataFrame(rows)
