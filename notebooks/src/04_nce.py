@@ -63,7 +63,6 @@ import time
 import warnings
 from dataclasses import replace
 
-import numpy as np
 import pandas as pd
 import torch
 

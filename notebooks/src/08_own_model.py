@@ -49,7 +49,6 @@ reextract = False  # False: keep a feature file this command already wrote (extr
 
 # %%
 import json
-from pathlib import Path
 
 import pandas as pd
 from IPython.display import Image, Markdown, display
