@@ -140,22 +140,26 @@ def text_data(max_per_language: int | None = None, seed: int = 0) -> dict:
     from msa_lib.extract.text_features import MOSI_TEXT, ZH_TEXT, add_text_features
 
     out = {}
-    mosi = group_validation_split(add_text_features(load_mosi(), replace(MOSI_TEXT, context=False)), 0.15, seed)
+    mosi = group_validation_split(load_mosi(), 0.15, seed)
     fine = read_fine_labels().set_index("id")["label"].reindex(mosi.ids).to_numpy(float)
     demo_videos = {p.stem[len("mosi_"):].rsplit("_", 1)[0] for p in project_path("data/clips").glob("mosi_*.mp4")}
     trained_on = set(np.asarray(mosi.group)[np.asarray(mosi.split) != "test"])
     if demo_videos & trained_on:
         raise RuntimeError(f"demo clip video(s) {sorted(demo_videos & trained_on)} would be in the training data")
-    mosi = mosi.subset(np.flatnonzero(np.isfinite(fine)))
-    fine = fine[np.isfinite(fine)]
-    zh = add_text_features(load_zh_reviews(), ZH_TEXT)
-    for lang, ds, score in (("en", mosi, fine), ("zh", zh, None)):
-        X = np.stack([v[0] for v in ds.features["text_pooled"]]).astype(np.float64)
+    zh = load_zh_reviews()
+    sources = (("en", mosi, np.flatnonzero(np.isfinite(fine)), fine, replace(MOSI_TEXT, context=False)),
+               ("zh", zh, np.arange(len(zh)), None, ZH_TEXT))
+    for lang, ds, candidates, score, text_cfg in sources:
         y = np.asarray(ds.labels, int) if score is None else (score >= 0).astype(int)
         split = np.asarray(ds.split).astype(str)
-        rows = cap_splits(split, y, {s: max_per_language for s in ("train", "valid", "test")}, seed, min_per_class=2)
-        out[lang] = {"X": X[rows], "y": y[rows], "split": split[rows], "name": ds.meta.name,
-                     "text": np.asarray(ds.raw_text, dtype=object)[rows],
+        rows = candidates[cap_splits(split[candidates], y[candidates],
+                                     {s: max_per_language for s in ("train", "valid", "test")}, seed, min_per_class=2)]
+        # a full run encodes (and caches) every text, as the notebooks do; a capped run only the rows it
+        # keeps, so `--max-text-per-language` stays quick on a machine without the feature cache
+        encoded = add_text_features(ds, text_cfg) if max_per_language is None else add_text_features(ds.subset(rows), text_cfg)
+        X = np.stack([v[0] for v in encoded.features["text_pooled"]]).astype(np.float64)
+        out[lang] = {"X": X[rows] if max_per_language is None else X, "y": y[rows], "split": split[rows],
+                     "name": ds.meta.name, "text": np.asarray(ds.raw_text, dtype=object)[rows],
                      "score": None if score is None else score[rows]}
     return out
 
