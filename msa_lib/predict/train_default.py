@@ -156,11 +156,11 @@ def text_data(max_per_language: int | None = None, seed: int = 0) -> dict:
                                      {s: max_per_language for s in ("train", "valid", "test")}, seed, min_per_class=2)]
         # a full run encodes (and caches) every text, as the notebooks do; a capped run only the rows it
         # keeps, so `--max-text-per-language` stays quick on a machine without the feature cache
-        encoded = add_text_features(ds, text_cfg) if max_per_language is None else add_text_features(ds.subset(rows), text_cfg)
-        X = np.stack([v[0] for v in encoded.features["text_pooled"]]).astype(np.float64)
-        out[lang] = {"X": X[rows] if max_per_language is None else X, "y": y[rows], "split": split[rows],
-                     "name": ds.meta.name, "text": np.asarray(ds.raw_text, dtype=object)[rows],
-                     "score": None if score is None else score[rows]}
+        kept = (add_text_features(ds, text_cfg).subset(rows) if max_per_language is None
+                else add_text_features(ds.subset(rows), text_cfg))
+        out[lang] = {"X": np.stack([v[0] for v in kept.features["text_pooled"]]).astype(np.float64),
+                     "y": y[rows], "split": split[rows], "name": ds.meta.name,
+                     "text": np.asarray(kept.raw_text, dtype=object), "score": None if score is None else score[rows]}
     return out
 
 

@@ -251,8 +251,8 @@ def linear_baselines(ds: MultimodalDataset, feature_sets: dict[str, Sequence[str
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from msa_lib.evaluate.metrics import binary_metrics
     from msa_lib.core.selection import best_setting
+    from msa_lib.evaluate.metrics import binary_metrics
 
     def matrix(part, mods):
         return np.hstack([np.stack([np.nan_to_num(np.nanmean(a, axis=0)) if len(a) else np.zeros(a.shape[1])
