@@ -23,6 +23,7 @@ EXPECTED_RESULTS = {
     "09_mosi_standard": ["mosi_standard.csv", "mosi_standard_summary.csv"],
     "10_faces": ["face_eval.csv", "face_eval_summary.csv", "face_missed.csv"],
     "11_mosi_video_context": ["mosi_standard_kernel.csv", "mosi_standard_kernel_selection.csv"],
+    "12_zh_co_training": ["zh_co_training.csv", "zh_co_training_summary.csv", "zh_char_ngram_reference.csv"],
 }
 REQUIRED_COLUMNS = {
     "mosi_fusion.csv": {"model", "seed", "acc2", "f1_macro", "f1_weighted"},
@@ -39,6 +40,7 @@ REQUIRED_COLUMNS = {
                           "f1_macro_5class", "label_trained_features"},
     "mosi_standard_kernel.csv": {"model", "experiment", "seed", "acc2_has0", "acc2_non0", "acc7", "mae", "corr",
                                  "f1_macro_5class"},
+    "zh_co_training.csv": {"setting", "k_percent", "seed", "scorer", "acc", "f1_macro", "auc", "prior", "n_pseudo"},
     "face_eval.csv": {"dataset", "representation", "classifier", "fold", "acc_expression", "bacc_valence", "auc_valence"},
 }
 

@@ -58,6 +58,27 @@ def test_model_folder_is_complete(model_dir):
     assert np.asarray(fine["confusion_5class"]).sum() == fine["n"] == metrics["text"]["test"]["en"]["n"]
     assert 0 < fine["mae"] < 1.5 and fine["corr"] > 0.3  # sanity of a trained regression, not a quality bar
     assert f"MAE {fine['mae']:.3f}" in card and f"Pearson r {fine['corr']:.3f}" in card
+    # the Chinese branch: e5 + character n-grams, weight and both C chosen on validation, all in the card
+    with np.load(model_dir / "text.npz", allow_pickle=False) as npz:
+        assert {"zh_coef", "zh_char_terms", "zh_char_idf", "zh_char_coef", "zh_e5_weight"} <= set(npz.files)
+        assert "en_char_coef" not in npz.files
+    t = metrics["text"]
+    assert t["e5_weight"] in (0.0, 0.25, 0.5, 0.75, 1.0) and str(t["e5_weight"]) in t["valid_balanced_acc_by_e5_weight"]
+    assert f"C = {t['char_C']}" in card and set(t["test_components_zh"]) == {"e5 alone", "characters alone"}
+
+
+def test_chinese_text_mixes_e5_and_characters(predictor):
+    """The Chinese score is 2 (w P_e5 + (1 - w) P_characters) - 1; without the text, the e5 half alone."""
+    from msa_lib.predict.char_ngrams import char_proba
+    from msa_lib.predict.train_default import linear_proba
+
+    branch = predictor.text_branches["zh"]
+    w = float(branch["e5_weight"][0])
+    pooled = np.random.default_rng(0).normal(size=len(branch["mean"]))
+    p_e5, p_char = linear_proba(branch, pooled[None])[0], char_proba(branch, [ZH_POSITIVE])[0]
+    assert predictor.text_score(pooled, "zh", ZH_POSITIVE) == pytest.approx(2 * (w * p_e5 + (1 - w) * p_char) - 1)
+    assert predictor.text_score(pooled, "zh") == pytest.approx(2 * p_e5 - 1)
+    assert predictor.text_score(pooled, "zh", "   ") == pytest.approx(2 * p_e5 - 1)
 
 
 def test_fine_grained_text_path_on_real_transcripts(predictor):
@@ -267,5 +288,5 @@ def test_train_default_writes_a_usable_model_into_a_new_folder(tmp_path):
     assert metrics["trained_with_limits"] is True
     assert metrics["text"]["test_fine_grained"]["en"]["n"] > 0
     assert (out / "MODEL_CARD.md").is_file()
-    scored = Predictor.load(out).score_texts(["what a wonderful film"], language="en")
-    assert len(scored) == 1 and -1.0 <= scored[0]["score"] <= 1.0
+    scored = Predictor.load(out).score_texts(["what a wonderful film", ZH_POSITIVE])
+    assert [r["language"] for r in scored] == ["en", "zh"] and all(-1.0 <= r["score"] <= 1.0 for r in scored)

@@ -32,6 +32,7 @@ NOTEBOOKS = (
     "09_mosi_standard",
     "10_faces",
     "11_mosi_video_context",
+    "12_zh_co_training",
 )
 # Notebooks 04 and 05 in smoke runs: a stratified MOSI subset (the cold e5 encoding of all of MOSI and its
 # translations was most of their time) and one short self-training run, shared by both through its cache.
@@ -67,6 +68,9 @@ SMOKE_PARAMETERS: dict[str, dict] = {
                               "stage1_seeds": [0], "finetune_epochs": 1, "bclstm_seeds": [0], "bclstm_folds": 2,
                               "bclstm_finetune_epochs": 1, "bclstm_max_epochs": 1, "release_protocol_seeds": [0],
                               "release_protocol_epochs": 2, "two_level_seeds": [0], "two_level_epochs": 1},
+    "12_zh_co_training": {"seeds": [0], "max_epochs": 1, "teacher_settings": ["source_only"], "k_percents": [0, 5],
+                          "fewshot_epochs": 1, "reference_k_percents": [5, 100], "zh_eval_max": 200, "zh_train_max": 300,
+                          "mosi_max": SMOKE_MOSI},
 }
 SMOKE_REPORTS_DIR = ".cache/smoke_reports"
 

@@ -42,6 +42,10 @@ SECTIONS = (
      ("acc", "f1_macro")),
     ("few_shot_self_trained_summary.csv", "Few-shot rehearsal on the self-trained student (notebook 05)",
      ("method", "k_percent", "eval_set"), ("acc", "f1_macro", "mosi_delta_vs_english_only")),
+    ("zh_co_training_summary.csv", "Co-training a Chinese character n-gram student on the cross-lingual teacher's "
+     "pseudo-labels (notebook 12; k = 0: zero-shot, prior estimated by EM without labels; k > 0: rehearsal teacher, "
+     "prior from the labelled sample; acc_best_threshold picks the cut on the test labels: a diagnostic)",
+     ("setting", "k_percent", "scorer"), ("acc", "f1_macro", "auc", "acc_best_threshold", "prior")),
     ("mosi_standard_blend_summary.csv", "CMU-MOSI standard split (`mosi_standard`), test: the fine-tuned e5 text "
      "model and its blend with the SVR on frozen e5 vectors with video context (notebook 11; 5 seeds, blend weight "
      "chosen on dev)", ("experiment",), ("acc2_has0", "acc2_non0", "acc5", "acc7", "mae", "corr", "svr_weight")),

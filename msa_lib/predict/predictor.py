@@ -216,14 +216,16 @@ class DefaultModelPredictor(Predictor):
             use_cache=use_cache)
 
     # ---------------------------------------------------------------------------------- branches
-    def text_score(self, pooled: np.ndarray, language: str) -> float | None:
-        """The text branch of ``language`` on one pooled e5 vector (None: no vector or no branch)."""
+    def text_score(self, pooled: np.ndarray, language: str, text: str | None = None) -> float | None:
+        """The text branch of ``language`` on one pooled e5 vector and, for a branch with a character
+        model (Chinese), the ``text`` itself (None: no vector or no branch)."""
         pooled = np.asarray(pooled, np.float64)
         branch = self.text_branches.get(language)
         if branch is None or pooled.size == 0 or not np.isfinite(pooled).all():
             return None
         kind = self.config["text"]["languages"][language]["kind"]
-        return float(text_branch_score(branch, kind, pooled.reshape(1, -1))[0])
+        texts = [text] if text and text.strip() else None
+        return float(text_branch_score(branch, kind, pooled.reshape(1, -1), texts)[0])
 
     def _text_language(self, language: str | None, transcript: str) -> str | None:
         """The clip's language when a text branch exists for it, else the language of the transcript."""
@@ -286,7 +288,7 @@ class DefaultModelPredictor(Predictor):
             encoder = get_extractor("text").encoder(self.extract_config)
             _, pooled, windows = encode_windowed(encoder, [items[i] for i in keep])
             for i, vec, n in zip(keep, pooled, windows):
-                score = self.text_score(vec, out[i]["language"])
+                score = self.text_score(vec, out[i]["language"], items[i])
                 out[i].update(score=_r(score), label=score_to_label(score, self.cuts), text_windows=n)
         return out
 
@@ -310,7 +312,7 @@ class DefaultModelPredictor(Predictor):
         details: dict[str, dict] = {}
         if "text_pooled" in ds.features:
             language = self._text_language(ds.language[k], str(ds.raw_text[k] or ""))
-            scores["text"] = self.text_score(ds.features["text_pooled"][k], language)
+            scores["text"] = self.text_score(ds.features["text_pooled"][k], language, str(ds.raw_text[k] or ""))
         if "audio" in ds.features:
             spec = ds.meta.modalities["audio"]
             scores["audio"] = self.audio_score(ds.features["audio"][k], list(spec.feature_names))

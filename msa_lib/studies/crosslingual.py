@@ -419,6 +419,26 @@ def run_zero_shot(setting: str, nce: NCEConfig, source: MultimodalDataset, targe
     return rows, fit
 
 
+def continue_training(source_fit: FitResult, source: MultimodalDataset, target: MultimodalDataset, k_percent: float,
+                      seed: int, method: str, base: ExperimentConfig, epochs: int, repeat_target: int | None = None,
+                      lr_scale: float = 0.1) -> tuple[MultimodalModel, ExperimentConfig, int]:
+    """The few-shot model of :func:`run_few_shot` (a trained copy of the source model), its config and the
+    target repeat used. The source fit is left as it was."""
+    if lr_scale <= 0:
+        raise ValueError(f"lr_scale must be > 0, got {lr_scale}")
+    cfg = base.with_training(seed=seed, lr=base.train.lr * lr_scale)
+    if repeat_target is None:
+        n_sample = len(few_shot_training_set(source, target, k_percent, seed, "target_only")) if k_percent > 0 else 0
+        n_source = int((source.split == "train").sum())
+        repeat_target = int(np.clip(round(n_source / n_sample), 1, 20)) if method == "rehearsal" and n_sample else 1
+    model = copy.deepcopy(source_fit.model)
+    if k_percent > 0 or method == "rehearsal":
+        train = few_shot_training_set(source, target, k_percent, seed, method, repeat_target)
+        objective = copy.deepcopy(source_fit.objective)
+        fit_crosslingual(model, train, None, cfg, source.meta.labels, objective, max_epochs=epochs)
+    return model.eval(), cfg, repeat_target
+
+
 def run_few_shot(source_fit: FitResult, source: MultimodalDataset, target: MultimodalDataset, k_percent: float,
                  seed: int, method: str, base: ExperimentConfig, epochs: int, repeat_target: int | None = None,
                  lr_scale: float = 0.1) -> list[dict]:
@@ -433,18 +453,8 @@ def run_few_shot(source_fit: FitResult, source: MultimodalDataset, target: Multi
     learning rate and without early stopping the model drifts towards MOSI's shipped visual features, which
     were made by a network trained on the MOSI train videos and do not carry over to test, so MOSI test
     accuracy fell even with no target data at all (k = 0)."""
-    if lr_scale <= 0:
-        raise ValueError(f"lr_scale must be > 0, got {lr_scale}")
-    cfg = base.with_training(seed=seed, lr=base.train.lr * lr_scale)
-    if repeat_target is None:
-        n_sample = len(few_shot_training_set(source, target, k_percent, seed, "target_only")) if k_percent > 0 else 0
-        n_source = int((source.split == "train").sum())
-        repeat_target = int(np.clip(round(n_source / n_sample), 1, 20)) if method == "rehearsal" and n_sample else 1
-    model = copy.deepcopy(source_fit.model)
-    if k_percent > 0 or method == "rehearsal":
-        train = few_shot_training_set(source, target, k_percent, seed, method, repeat_target)
-        objective = copy.deepcopy(source_fit.objective)
-        fit_crosslingual(model, train, None, cfg, source.meta.labels, objective, max_epochs=epochs)
+    model, cfg, repeat_target = continue_training(source_fit, source, target, k_percent, seed, method, base, epochs,
+                                                  repeat_target, lr_scale)
     rows = []
     for r in evaluate_zero_shot(model, source, target.subset(target.split == "test"), cfg, source.meta.labels):
         rows.append({"method": method, "k_percent": k_percent, "seed": seed, **r, "repeat_target": repeat_target})
